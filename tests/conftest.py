@@ -1,0 +1,48 @@
+"""Shared fixtures: tiny real Keras models with cards (for pipeline mechanics), and ../shared data paths."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared, or skip the test with a reason when it is not there (a user's fresh clone)."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"needs ../shared/{'/'.join(parts)} (absent: this checkout has no shared data beside it)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Untrained but real Keras models with valid cards, shaped like the shipped ones, so pipeline tests
+    exercise loading, batching and label mapping without depending on the trained weights."""
+    import keras
+
+    from inference.cards import DEFAULT_CLASSES, ModelCard
+    from inference.preprocess import InputSpec
+
+    specs = {"emotion": InputSpec(48, "grey", 0.1), "gender": InputSpec(64, "rgb", 0.2),
+             "race": InputSpec(64, "rgb", 0.2)}
+    folder = tmp_path_factory.mktemp("tiny_weights")
+    for task, spec in specs.items():
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input(spec.shape)
+        x = keras.layers.Rescaling(1 / 255.0)(inputs)
+        x = keras.layers.Conv2D(4, 3, strides=4, activation="relu")(x)
+        x = keras.layers.GlobalAveragePooling2D()(x)
+        outputs = keras.layers.Dense(len(DEFAULT_CLASSES[task]), activation="softmax")(x)
+        keras.Model(inputs, outputs, name=f"tiny_{task}").save(folder / f"{task}.keras")
+        ModelCard(task, DEFAULT_CLASSES[task], spec, f"{task}.keras", {"note": "untrained test model"}).save(
+            folder / f"{task}.json")
+    return folder
