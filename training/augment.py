@@ -1,0 +1,58 @@
+"""On-the-fly augmentation in NumPy/OpenCV, so the same code feeds Keras on any backend (TensorFlow on this
+CPU, JAX on a lent GPU) and the shipped model carries no training-only layers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Ranges of the random changes: mild enough that a face stays a plausible detector crop."""
+
+    flip: bool = True
+    rotation_deg: float = 10.0
+    shift: float = 0.08
+    zoom: tuple[float, float] = (0.9, 1.1)
+    brightness: float = 0.25
+    contrast: tuple[float, float] = (0.75, 1.25)
+
+
+def augment_batch(images: np.ndarray, rng: np.random.Generator, config: AugmentConfig = AugmentConfig()
+                  ) -> np.ndarray:
+    """(n, h, w, c) uint8/float faces → float32 faces, each with its own flip, rotation, shift, zoom,
+    brightness and contrast; borders repeat edge pixels the way `crop_face` does at frame edges."""
+    n, height, width, channels = images.shape
+    out = np.empty((n, height, width, channels), dtype=np.float32)
+    angles = rng.uniform(-config.rotation_deg, config.rotation_deg, n)
+    scales = rng.uniform(*config.zoom, n)
+    shifts = rng.uniform(-config.shift, config.shift, (n, 2)) * (width, height)
+    flips = rng.random(n) < 0.5 if config.flip else np.zeros(n, bool)
+    gains = rng.uniform(*config.contrast, n)
+    offsets = rng.uniform(-config.brightness, config.brightness, n) * 255.0
+    center = (width / 2.0, height / 2.0)
+    for i in range(n):
+        matrix = cv2.getRotationMatrix2D(center, float(angles[i]), float(scales[i]))
+        matrix[:, 2] += shifts[i]
+        face = images[i].astype(np.float32)
+        if flips[i]:
+            face = face[:, ::-1]
+        warped = cv2.warpAffine(face, matrix, (width, height), flags=cv2.INTER_LINEAR,
+                                borderMode=cv2.BORDER_REPLICATE)
+        out[i] = warped.reshape(height, width, channels)
+    mean = out.mean(axis=(1, 2, 3), keepdims=True)
+    out = (out - mean) * gains[:, None, None, None] + mean + offsets[:, None, None, None]
+    return np.clip(out, 0.0, 255.0, out=out)
+
+
+def balanced_weights(keys: np.ndarray, power: float = 0.5) -> np.ndarray:
+    """Per-sample loss weights ∝ (1 / frequency of the sample's key) ** power, mean 1.
+
+    power 0 = plain loss, 1 = fully balanced. Keys can be a class or a (class, group) cell so rare
+    groups — Disgust, the elderly, 'Others' — count for more without being oversampled into overfitting."""
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    weights = (len(keys) / (len(counts) * counts[inverse].astype(np.float64))) ** power
+    return (weights / weights.mean()).astype(np.float32)

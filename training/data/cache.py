@@ -1,0 +1,54 @@
+"""Small helpers shared by the dataset loaders: transparent decompression and an array cache."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import io
+import lzma
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from inference.errors import DatasetError
+
+
+def open_text(path: Path) -> io.TextIOBase:
+    """Open a text file that may be gzip/xz/bz2-compressed, so users can pass what they downloaded as is."""
+    path = Path(path)
+    opener = {".gz": gzip.open, ".xz": lzma.open, ".bz2": bz2.open}.get(path.suffix, open)
+    try:
+        return opener(path, "rt", encoding="utf-8", newline="")
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot open: {exc}") from None
+
+
+def cache_dir() -> Path:
+    """Parsed datasets are cached here (never in the repository): $FACELENS_CACHE or ~/.cache/facelens."""
+    return Path(os.environ.get("FACELENS_CACHE", Path.home() / ".cache" / "facelens"))
+
+
+def cached_arrays(source: Path, tag: str, build: Callable[[], dict[str, np.ndarray]],
+                  keys: Sequence[str]) -> list[np.ndarray]:
+    """Return `build()`'s arrays, reusing a cache keyed by the source's path, size, mtime and `tag`."""
+    stat = Path(source).stat()
+    key = hashlib.sha1(f"{Path(source).resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{tag}".encode()).hexdigest()[:16]
+    path = cache_dir() / f"{tag}-{key}.npz"
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return [data[k] for k in keys]
+        except (OSError, ValueError, KeyError):
+            path.unlink(missing_ok=True)  # a broken cache is rebuilt, never trusted
+    arrays = build()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # caching is an optimisation; a read-only home still trains
+    return [arrays[k] for k in keys]

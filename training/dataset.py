@@ -1,0 +1,41 @@
+"""Batches for Keras fit(): shuffled each epoch, augmented on the fly, with soft targets and sample weights."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+
+from training.augment import AugmentConfig, augment_batch
+
+
+class FaceBatches(keras.utils.PyDataset):
+    """Faces (n, h, w, c) uint8 with targets (n, k) probabilities and per-sample weights (n,)."""
+
+    def __init__(self, images: np.ndarray, targets: np.ndarray, weights: np.ndarray | None = None,
+                 batch_size: int = 128, augment: AugmentConfig | None = None, seed: int = 0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if len(images) != len(targets):
+            raise ValueError(f"{len(images)} images but {len(targets)} targets")
+        self.images, self.targets = images, targets.astype(np.float32)
+        self.weights = None if weights is None else weights.astype(np.float32)
+        self.batch_size, self.augment = batch_size, augment
+        self.rng = np.random.default_rng(seed)
+        self.order = np.arange(len(images))
+        if augment is not None:
+            self.rng.shuffle(self.order)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.images) / self.batch_size)
+
+    def __getitem__(self, index: int):
+        idx = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        faces = self.images[idx]
+        x = augment_batch(faces, self.rng, self.augment) if self.augment else faces.astype(np.float32)
+        y = self.targets[idx]
+        return (x, y) if self.weights is None else (x, y, self.weights[idx])
+
+    def on_epoch_end(self) -> None:
+        if self.augment is not None:
+            self.rng.shuffle(self.order)

@@ -1,0 +1,265 @@
+"""`facelens train emotion|gender|race`: data → model → fit with checkpoints/resume → export + card.
+
+Training on a 2-core CPU takes hours, so a run is built to be stopped and resumed: every epoch writes
+`last.keras` (with optimizer state) and `state.json`; `--resume` continues from them, `--time-budget` stops
+cleanly after N minutes, and the best epoch on the validation split is what gets exported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from inference.cards import DEFAULT_CLASSES, TASKS, ModelCard  # noqa: E402
+from inference.errors import DatasetError, FaceLensError  # noqa: E402
+from training.tasks import TASK_CONFIGS  # noqa: E402
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="facelens train", description=__doc__.splitlines()[0])
+    parser.add_argument("task", choices=TASKS)
+    parser.add_argument("--data", type=Path, help="dataset path (default: the task's dataset in ../shared)")
+    parser.add_argument("--arch", help="architecture name from training.architectures")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--patience", type=int, default=10, help="early stopping on validation accuracy")
+    parser.add_argument("--run-dir", type=Path, help="checkpoints, log and plot (default runs/<task>)")
+    parser.add_argument("--resume", action="store_true", help="continue from <run-dir>/last.keras")
+    parser.add_argument("--time-budget", type=float, default=0, help="stop cleanly after this many minutes")
+    parser.add_argument("--export", type=Path, help="write the best model + card into this weights folder")
+    parser.add_argument("--split-file", type=Path, help="UTKFace split file (default <export or weights>/splits)")
+    parser.add_argument("--limit", type=int, default=0, help="use only this many training faces (smoke runs)")
+    parser.add_argument("--ferplus-weight", type=float, default=0.3, help="share of FER+ votes in emotion targets")
+    parser.add_argument("--balance-power", type=float, default=0.5, help="0 plain loss .. 1 fully balanced")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads for TensorFlow (0 = all)")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def load_training_data(args: argparse.Namespace, spec, weights_dir: Path):
+    """(train, val) SplitData for the task, with soft targets and balancing weights filled in."""
+    from training.augment import balanced_weights
+    from training.task_data import fer_split, utk_splits
+
+    config = TASK_CONFIGS[args.task]
+    path = Path(args.data or config.default_path)
+    if config.dataset == "fer2013":
+        from training.data.fer2013 import load_fer2013
+
+        data = load_fer2013(path)
+        train = fer_split(data, "Training", spec, ferplus_weight=args.ferplus_weight)
+        val = fer_split(data, "PublicTest", spec)
+        keys = train.labels
+    else:
+        split_file = args.split_file or weights_dir / "splits" / "utkface.json"
+        parts = utk_splits(path, spec, args.task, split_file)
+        train, val = parts["train"], parts["val"]
+        # Balance over (label, race, age band) cells so rare groups weigh more, not just rare labels.
+        keys = np.array([f"{y}|{r}|{a}" for y, r, a in zip(train.labels, train.groups["race"],
+                                                           train.groups["age"], strict=True)])
+    n_classes = len(DEFAULT_CLASSES[args.task])
+    if train.soft_targets is None:
+        train.soft_targets = np.eye(n_classes, dtype=np.float32)[train.labels]
+    weights = balanced_weights(keys, args.balance_power)
+    if args.limit:
+        rng = np.random.default_rng(args.seed)
+        pick = np.sort(rng.choice(len(train.labels), min(args.limit, len(train.labels)), replace=False))
+        train.images, train.labels = train.images[pick], train.labels[pick]
+        train.soft_targets = train.soft_targets[pick]
+        weights = weights[pick]
+        val_pick = np.arange(min(len(val.labels), max(args.limit // 4, 16)))
+        val.images, val.labels = val.images[val_pick], val.labels[val_pick]
+    return train, val, weights
+
+
+def hardware_description() -> str:
+    import keras
+
+    devices = "CPU"
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        devices = f"{len(gpus)} GPU" if gpus else "CPU"
+    elif keras.backend.backend() == "jax":
+        import jax
+
+        devices = ", ".join(sorted({d.device_kind for d in jax.devices()}))
+    return f"{devices}; {os.cpu_count()} CPU cores; {platform.machine()}; keras {keras.__version__} " \
+           f"({keras.backend.backend()})"
+
+
+class RunState:
+    """Epoch counter, best validation accuracy and accumulated training seconds of a resumable run."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data = json.loads(path.read_text()) if path.is_file() else {"epoch": 0, "best": 0.0, "best_epoch": 0,
+                                                                          "seconds": 0.0}
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2))
+        os.replace(tmp, self.path)
+
+
+def make_callbacks(run_dir: Path, state: RunState, args: argparse.Namespace, started: float):
+    import keras
+
+    class Bookkeeping(keras.callbacks.Callback):
+        """Records progress for --resume and honours --time-budget at epoch boundaries."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            state.data["epoch"] = epoch + 1
+            state.data["seconds"] = state.data.get("seconds_before", 0.0) + time.time() - started
+            acc = float(logs.get("val_accuracy", 0.0))
+            if acc > state.data["best"]:
+                state.data.update(best=acc, best_epoch=epoch + 1)
+            state.save()
+            if args.time_budget and time.time() - started > args.time_budget * 60:
+                print(f"time budget of {args.time_budget} min reached after epoch {epoch + 1}; "
+                      f"resume with --resume", file=sys.stderr)
+                self.model.stop_training = True
+
+    best = keras.callbacks.ModelCheckpoint(run_dir / "best.keras", monitor="val_accuracy", mode="max",
+                                           save_best_only=True)
+    best.best = state.data["best"] or best.best
+    return [
+        keras.callbacks.ModelCheckpoint(run_dir / "last.keras"),
+        best,
+        keras.callbacks.CSVLogger(run_dir / "log.csv", append=True),
+        keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=args.patience),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=4, min_lr=2e-5),
+        Bookkeeping(),
+    ]
+
+
+def plot_curves(log_csv: Path, out_png: Path, title: str) -> None:
+    """Loss and accuracy per epoch, train vs validation, from the run log."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    log = pd.read_csv(log_csv)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        ax.plot(log["epoch"] + 1, log[metric], label="train")
+        ax.plot(log["epoch"] + 1, log[f"val_{metric}"], label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=90)
+    plt.close(fig)
+
+
+def export_model(run_dir: Path, weights_dir: Path, task: str, spec, state: RunState, args) -> Path:
+    """Best checkpoint → `<weights_dir>/<task>.keras` without optimizer state, plus its card."""
+    import keras
+
+    model = keras.saving.load_model(run_dir / "best.keras", compile=False, safe_mode=True)
+    weights_dir.mkdir(parents=True, exist_ok=True)
+    target = weights_dir / f"{task}.keras"
+    tmp = weights_dir / f".{task}.tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, target)
+    config = TASK_CONFIGS[task]
+    card = ModelCard(task, DEFAULT_CLASSES[task], spec, target.name, {
+        "architecture": model.name,
+        "parameters": int(model.count_params()),
+        "training": {
+            "dataset": config.dataset, "data_path": str(args.data or config.default_path),
+            "epochs_run": state.data["epoch"], "best_epoch": state.data["best_epoch"],
+            "val_accuracy": round(state.data["best"], 4), "train_seconds": round(state.data["seconds"]),
+            "hardware": hardware_description(), "batch_size": args.batch_size,
+            "ferplus_weight": args.ferplus_weight if task == "emotion" else None,
+            "balance_power": args.balance_power,
+            "command": "facelens train " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["train"] else sys.argv[1:]),
+        },
+    })
+    card.save(weights_dir / f"{task}.json")
+    return target
+
+
+def run(args: argparse.Namespace) -> int:
+    import keras
+
+    from training.architectures import ARCHITECTURES
+    from training.dataset import FaceBatches
+
+    if args.threads:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    config = TASK_CONFIGS[args.task]
+    spec = config.spec
+    run_dir = args.run_dir or Path("runs") / args.task
+    run_dir.mkdir(parents=True, exist_ok=True)
+    weights_dir = args.export or Path(__file__).resolve().parents[1] / "weights"
+    keras.utils.set_random_seed(args.seed)
+
+    train, val, weights = load_training_data(args, spec, weights_dir)
+    print(f"{args.task}: {len(train.labels)} training faces, {len(val.labels)} validation faces, "
+          f"input {spec.size}x{spec.size} {spec.color}", file=sys.stderr)
+    state = RunState(run_dir / "state.json")
+    if args.resume and (run_dir / "last.keras").is_file():
+        model = keras.saving.load_model(run_dir / "last.keras")
+        print(f"resuming from epoch {state.data['epoch']} (best val accuracy {state.data['best']:.4f})",
+              file=sys.stderr)
+    else:
+        if args.resume:
+            print("nothing to resume; starting a new run", file=sys.stderr)
+        state = RunState(run_dir / "state.json.new")
+        state.path = run_dir / "state.json"
+        (run_dir / "log.csv").unlink(missing_ok=True)
+        architecture = args.arch or config.architecture
+        if architecture not in ARCHITECTURES:
+            raise DatasetError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
+        model = ARCHITECTURES[architecture](spec.shape, len(DEFAULT_CLASSES[args.task]))
+        model.compile(optimizer=keras.optimizers.Adam(args.lr or config.learning_rate),
+                      loss="categorical_crossentropy", metrics=["accuracy"])
+    state.data["seconds_before"] = state.data.get("seconds", 0.0)
+    epochs = args.epochs or config.epochs
+    from training.augment import AugmentConfig
+
+    batches = FaceBatches(train.images, train.soft_targets, weights, args.batch_size, AugmentConfig(), args.seed)
+    n_classes = len(DEFAULT_CLASSES[args.task])
+    val_data = (val.images.astype(np.float32), np.eye(n_classes, dtype=np.float32)[val.labels])
+    started = time.time()
+    model.fit(batches, validation_data=val_data, epochs=epochs, initial_epoch=state.data["epoch"],
+              callbacks=make_callbacks(run_dir, state, args, started), verbose=1 if sys.stderr.isatty() else 2)
+    if (run_dir / "log.csv").is_file():
+        plot_curves(run_dir / "log.csv", run_dir / "curves.png", f"{args.task} ({model.name})")
+    target = export_model(run_dir, weights_dir, args.task, spec, state, args)
+    print(f"best validation accuracy {state.data['best']:.4f} at epoch {state.data['best_epoch']}; "
+          f"exported {target}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except FaceLensError as exc:
+        print(f"facelens train: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
