@@ -1,0 +1,174 @@
+"""Model loading and batched inference: probabilities in card order, padding-invariant, never retracing,
+and every broken weights folder reported as one WeightsError line naming the file."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inference.cards import DEFAULT_CLASSES, TASKS, ModelCard, load_card
+from inference.errors import WeightsError
+from inference.models import BUCKETS, MAX_BUCKET, AttributeModel, bucket_size, load_model, load_models
+from inference.preprocess import InputSpec
+
+
+@pytest.fixture(scope="module")
+def models(tiny_weights_dir: Path) -> dict[str, AttributeModel]:
+    return load_models(tiny_weights_dir)
+
+
+def faces(model: AttributeModel, n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0, 255, (n, *model.spec.shape)).astype(np.float32)
+
+
+def test_load_models_exposes_card_classes_and_spec(models):
+    assert set(models) == set(TASKS)
+    for task, model in models.items():
+        assert model.task == task
+        assert model.classes == DEFAULT_CLASSES[task]
+        assert model.spec == model.card.input
+        assert model.device in ("CPU:0", "GPU:0")
+    assert models["emotion"].spec.shape == (48, 48, 1)
+    assert models["gender"].spec.shape == (64, 64, 3)
+
+
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("n", [1, 3, 8])
+def test_predictions_are_probability_rows(models, task, n):
+    probs = models[task].predict(faces(models[task], n, seed=n))
+    assert probs.shape == (n, len(DEFAULT_CLASSES[task]))
+    assert probs.dtype == np.float32
+    assert np.all(probs >= 0)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_padding_does_not_change_a_faces_result(models):
+    for model in models.values():
+        batch = faces(model, 5, seed=1)  # padded to the 8 bucket
+        together = model.predict(batch)
+        for i in range(5):
+            alone = model.predict(batch[i : i + 1])
+            np.testing.assert_allclose(alone[0], together[i], rtol=1e-5, atol=1e-6)
+        assert not np.allclose(together[0], together[1]), "distinct faces should give distinct outputs"
+
+
+def test_batches_larger_than_the_biggest_bucket_are_split(models):
+    model = models["race"]
+    batch = faces(model, MAX_BUCKET * 2 + 5, seed=2)
+    probs = model.predict(batch)
+    assert probs.shape == (len(batch), len(model.classes))
+    np.testing.assert_allclose(probs[-5:], model.predict(batch[-5:]), rtol=1e-5, atol=1e-6)
+
+
+def test_many_batch_sizes_never_retrace(tiny_weights_dir):
+    model = load_model("gender", tiny_weights_dir)
+    for n in range(1, 41):
+        model.predict(faces(model, n))
+    traced = model.trace_count
+    assert traced <= len(BUCKETS)
+    assert model._function.experimental_get_tracing_count() == traced
+    for n in (40, 17, 1, 3, 9, 32, 33, 2, 31, 5):
+        model.predict(faces(model, n))
+    assert model.trace_count == traced
+
+
+def test_bucket_sizes():
+    assert [bucket_size(n) for n in (1, 2, 3, 5, 8, 9, 17, 32)] == [1, 2, 4, 8, 8, 16, 32, 32]
+    with pytest.raises(ValueError):
+        bucket_size(MAX_BUCKET + 1)
+
+
+def test_empty_and_misshapen_batches(models):
+    model = models["emotion"]
+    assert model.predict(np.empty((0, 48, 48, 1), np.float32)).shape == (0, 7)
+    with pytest.raises(ValueError, match="48, 48, 1"):
+        model.predict(np.zeros((2, 64, 64, 3), np.float32))
+
+
+# --- broken weights folders -------------------------------------------------------------------------------
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _garbage(folder: Path) -> Path:
+    path = folder / "emotion.keras"
+    path.write_bytes(np.random.default_rng(0).bytes(4096))
+    return path
+
+
+def _truncated(folder: Path) -> Path:
+    path = folder / "emotion.keras"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def _missing(folder: Path) -> Path:
+    path = folder / "emotion.keras"
+    path.unlink()
+    return path
+
+
+def _card_input_mismatch(folder: Path) -> Path:
+    card = load_card("emotion", folder)
+    ModelCard("emotion", card.classes, InputSpec(64, "rgb", 0.1), card.file).save(folder / "emotion.json")
+    return folder / "emotion.keras"
+
+
+def _card_class_count_mismatch(folder: Path) -> Path:
+    card = load_card("emotion", folder)
+    ModelCard("emotion", ("Happy", "Sad", "Neutral"), card.input, card.file).save(folder / "emotion.json")
+    return folder / "emotion.keras"
+
+
+def _save_model(folder: Path, build) -> Path:
+    import keras
+
+    inputs = keras.Input((48, 48, 1))
+    x = keras.layers.GlobalAveragePooling2D()(inputs)
+    keras.Model(inputs, build(keras, x)).save(folder / "emotion.keras")
+    return folder / "emotion.keras"
+
+
+def _logits(folder: Path) -> Path:
+    return _save_model(folder, lambda keras, x: keras.layers.Dense(7)(x))
+
+
+def _unsafe_lambda(folder: Path) -> Path:
+    return _save_model(
+        folder, lambda keras, x: keras.layers.Dense(7, activation="softmax")(keras.layers.Lambda(lambda t: t * 1.0)(x))
+    )
+
+
+@pytest.mark.parametrize(
+    "breaker, expect",
+    [
+        (_garbage, "could not be loaded"),
+        (_truncated, "could not be loaded"),
+        (_missing, "not found"),
+        (_card_input_mismatch, "does not match the card"),
+        (_card_class_count_mismatch, "3 classes"),
+        (_logits, "probabilities"),
+        (_unsafe_lambda, "could not be loaded"),
+    ],
+)
+def test_broken_weights_raise_one_line_weights_error(tiny_weights_dir, tmp_path, breaker, expect):
+    folder = _copy(tiny_weights_dir, tmp_path / "weights")
+    path = breaker(folder)
+    with pytest.raises(WeightsError) as info:
+        load_models(folder)
+    message = str(info.value)
+    assert str(path) in message
+    assert expect in message
+    assert "\n" not in message
+
+
+def test_missing_card_is_a_weights_error(tmp_path):
+    with pytest.raises(WeightsError, match="card not found"):
+        load_model("race", tmp_path)
