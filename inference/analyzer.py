@@ -1,0 +1,138 @@
+"""One frame in, one FrameResult out: detect → crop → classify every face in one batch per model → track.
+
+The analyzer is the only place that knows the order of the stages, so the GUI worker, the headless
+`analyze` command and the benchmark all time and run them identically.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from detectors.base import FaceDetector
+from inference.preprocess import InputSpec, crop_face, prepare_faces
+from inference.types import ATTRIBUTES, Face, FaceBox, FrameResult, Prediction
+
+if TYPE_CHECKING:  # importing the models pulls in TensorFlow; the analyzer only calls them
+    from inference.models import AttributeModel
+    from inference.tracking import FaceTracker
+
+TIMING_KEYS: tuple[str, ...] = ("detect", "preprocess", *ATTRIBUTES, "track", "total")
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+def _inside(box: FaceBox, width: int, height: int) -> bool:
+    """A detector may report a box hanging off the frame; one entirely outside it has nothing to crop."""
+    return box.x < width and box.y < height and box.x + box.w > 0 and box.y + box.h > 0
+
+
+class FrameAnalyzer:
+    """Runs the per-frame pipeline with the current detector, the enabled models and an optional tracker.
+
+    `analyze` runs on one worker thread; `set_detector` and `enabled` may be changed from another (the GUI).
+    Without a tracker, faces are numbered 0..n-1 within each frame and carry the raw (unsmoothed) predictions.
+    """
+
+    def __init__(
+        self, detector: FaceDetector, models: Mapping[str, AttributeModel], tracker: FaceTracker | None = None
+    ) -> None:
+        for attr, model in models.items():
+            if attr not in ATTRIBUTES:
+                raise ValueError(f"unknown attribute {attr!r}; expected one of {ATTRIBUTES}")
+            if model.task != attr:
+                raise ValueError(f"the model given for {attr!r} is a {model.task!r} model")
+        self._detector = detector
+        self._detector_lock = threading.Lock()
+        self.models: dict[str, AttributeModel] = dict(models)
+        self.tracker = tracker
+        # Which attributes to run; the GUI may replace or edit this set at any time. A switched-off model costs
+        # nothing: it is neither fed nor called, and its Prediction is None.
+        self.enabled: set[str] = set(self.models)
+        self.classes: dict[str, tuple[str, ...]] = {attr: model.classes for attr, model in self.models.items()}
+
+    @property
+    def detector(self) -> FaceDetector:
+        return self._detector
+
+    def set_detector(self, detector: FaceDetector) -> FaceDetector:
+        """Swap the detector; returns the previous one. Blocks until a detection in progress has finished,
+        so when this returns nobody uses the old detector any more and the caller may close it."""
+        with self._detector_lock:
+            old, self._detector = self._detector, detector
+        return old
+
+    def reset(self) -> None:
+        """Forget all tracks (a new source starts)."""
+        if self.tracker is not None:
+            self.tracker.reset()
+
+    def analyze(self, frame_bgr: np.ndarray, index: int, timestamp: float) -> FrameResult:
+        start = time.perf_counter()
+        enabled = frozenset(self.enabled)  # one consistent choice for the whole frame
+        active = [attr for attr in ATTRIBUTES if attr in enabled and attr in self.models]
+        timings = dict.fromkeys(TIMING_KEYS, 0.0)
+
+        t = time.perf_counter()
+        with self._detector_lock:
+            boxes = self._detector.detect(frame_bgr)
+        height, width = frame_bgr.shape[:2]
+        boxes = [box for box in boxes if _inside(box, width, height)]
+        timings["detect"] = _ms(t)
+
+        probs: dict[str, np.ndarray] = {}
+        if boxes and active:
+            t = time.perf_counter()
+            inputs = self._prepare(frame_bgr, boxes, [self.models[attr].spec for attr in active])
+            timings["preprocess"] = _ms(t)
+            for attr in active:
+                t = time.perf_counter()
+                probs[attr] = self.models[attr].predict(inputs[self.models[attr].spec])
+                timings[attr] = _ms(t)
+        else:
+            probs = {attr: np.empty((0, len(self.classes[attr])), np.float32) for attr in active}
+
+        t = time.perf_counter()
+        active_classes = {attr: self.classes[attr] for attr in active}
+        if self.tracker is not None:
+            faces = self.tracker.update(boxes, probs, active_classes, timestamp)
+        else:
+            faces = self._untracked_faces(boxes, probs, active_classes)
+        timings["track"] = _ms(t)
+        timings["total"] = _ms(start)
+        return FrameResult(index=index, timestamp=timestamp, faces=tuple(faces), timings=timings)
+
+    @staticmethod
+    def _prepare(
+        frame_bgr: np.ndarray, boxes: Sequence[FaceBox], specs: Sequence[InputSpec]
+    ) -> dict[InputSpec, np.ndarray]:
+        """Model inputs per distinct InputSpec: each face is cropped once per margin and prepared once per
+        spec (gender and race share theirs), so adding a model with a known recipe adds no preprocessing."""
+        crops: dict[float, list[np.ndarray]] = {}
+        inputs: dict[InputSpec, np.ndarray] = {}
+        for spec in specs:
+            if spec in inputs:
+                continue
+            if spec.margin not in crops:
+                crops[spec.margin] = [crop_face(frame_bgr, box, spec.margin) for box in boxes]
+            inputs[spec] = prepare_faces(crops[spec.margin], spec)
+        return inputs
+
+    @staticmethod
+    def _untracked_faces(
+        boxes: Sequence[FaceBox], probs: Mapping[str, np.ndarray], classes: Mapping[str, Sequence[str]]
+    ) -> list[Face]:
+        return [
+            Face(
+                track_id=i,
+                box=box,
+                **{attr: Prediction.from_probs(tuple(classes[attr]), rows[i]) for attr, rows in probs.items()},
+            )
+            for i, box in enumerate(boxes)
+        ]
