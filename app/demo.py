@@ -23,6 +23,7 @@ from inference.types import FaceBox
 
 WIDTH, HEIGHT, FPS = 640, 480, 30.0
 LOOP_S = 12.0
+START_S = 1.5  # the stream starts where the first face is fully in, so the demo never opens on an empty frame
 # A sprite is the face box enlarged by MARGIN on every side; the face is 1 / SPRITE_RATIO of its side.
 MARGIN = 0.6
 SPRITE_RATIO = 1.0 + 2.0 * MARGIN
@@ -141,7 +142,7 @@ def _paste(canvas: np.ndarray, sprite: Sprite, cx: float, cy: float, face_px: fl
 
 def face_boxes(index: int, fps: float = FPS) -> list[FaceBox]:
     """Where the faces are in frame `index` (the ground truth of the animation, for tests and checks)."""
-    t = (index / fps) % LOOP_S
+    t = (index / fps + START_S) % LOOP_S
     boxes = []
     for name in PATHS:
         cx, cy, face = PATHS[name].at(t)
@@ -153,7 +154,7 @@ def face_boxes(index: int, fps: float = FPS) -> list[FaceBox]:
 
 def render_frame(index: int, fps: float = FPS) -> np.ndarray:
     """Frame `index` of the demo: a pure function of the index, BGR uint8 HEIGHTxWIDTHx3."""
-    t = (index / fps) % LOOP_S
+    t = (index / fps + START_S) % LOOP_S
     canvas = background().copy()
     placed = sorted(
         ((PATHS[name].at(t), sprite) for name, sprite in sprites().items()), key=lambda item: item[0][2]
