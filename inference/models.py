@@ -1,10 +1,11 @@
 """The attribute classifiers: a saved Keras model plus its card, called the fast way.
 
-A webcam frame holds a handful of faces, so per-call overhead dominates: on this 2-core CPU
-`model.predict` costs ~55-70 ms per call whatever the batch, eager `model(x)` ~20 ms, and a compiled
-graph ~2 ms for a 0.3 M-parameter CNN. So every model runs as one compiled graph per call, with the
-batch padded up to a fixed bucket size (1, 2, 4, 8, 16, 32) so the graph is traced at most once per
-bucket and never again however the number of faces changes.
+A webcam frame holds a handful of faces, so per-call overhead dominates. Measured on the 2-core target for a
+0.3 M-parameter face CNN at batch 1 / 8: `model.predict` ~110-160 ms whatever the batch, eager `model(x)`
+~40 / 50 ms, a compiled `tf.function` graph ~4-5 / 12-15 ms, TFLite (XNNPACK, 2 threads) ~1.1-1.9 / 6-10 ms.
+So every batch of faces is ONE call of a compiled model: the in-memory TFLite conversion on a CPU ("tflite"
+engine), the `tf.function` graph on a GPU or wherever conversion fails ("tf" engine). The batch is padded to
+a fixed bucket size (1, 2, 4, 8, 16, 32) so neither engine ever re-traces or reallocates as faces come and go.
 """
 
 from __future__ import annotations
@@ -23,16 +24,18 @@ import tensorflow as tf  # noqa: E402
 
 from inference.cards import TASKS, ModelCard, default_weights_dir, load_card  # noqa: E402
 from inference.errors import WeightsError  # noqa: E402
+from inference.lite import LiteRunner, convert  # noqa: E402
 from inference.preprocess import InputSpec  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 BUCKETS: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
 MAX_BUCKET = BUCKETS[-1]
-# Buckets compiled at load time. Tracing one bucket costs 0.15-0.35 s per model on this 2-core CPU (all six
-# buckets of three models would add ~5 s to start-up), so the common 1-4 face cases are ready before the first
-# frame and larger groups compile once, on first use.
+# Buckets compiled at load time. Tracing a tf.function bucket costs 0.15-0.35 s per model on this 2-core CPU
+# (all six buckets of three models would add ~5 s to start-up; a TFLite bucket costs only 3-35 ms), so the
+# common 1-4 face cases are ready before the first frame and larger groups compile once, on first use.
 WARM_BUCKETS: tuple[int, ...] = (1, 2, 4)
+ENGINES: tuple[str, ...] = ("auto", "tflite", "tf")
 
 
 def bucket_size(n: int) -> int:
@@ -72,13 +75,17 @@ class AttributeModel:
     """One attribute classifier (emotion, gender or race) ready for batched inference.
 
     `predict` is meant to be called from one worker thread; compiling a new bucket is guarded by a lock so a
-    second caller (a benchmark, a test) cannot trace the same bucket twice."""
+    second caller (a benchmark, a test) cannot trace the same bucket twice. With a `lite` runner the model runs
+    on TFLite; otherwise (and always on a GPU) as `tf.function` graphs, one per bucket."""
 
-    def __init__(self, card: ModelCard, model: keras.Model, path: Path | None = None) -> None:
+    def __init__(
+        self, card: ModelCard, model: keras.Model, path: Path | None = None, lite: LiteRunner | None = None
+    ) -> None:
         self.card = card
         self.path = path
         self.device = compute_device()
         self._model = model
+        self._lite = lite
         self._function = tf.function(self._forward, reduce_retracing=False)
         self._compiled: dict[int, tf.types.experimental.ConcreteFunction] = {}
         self._compile_lock = threading.Lock()
@@ -96,6 +103,11 @@ class AttributeModel:
     def spec(self) -> InputSpec:
         return self.card.input
 
+    @property
+    def engine(self) -> str:
+        """ "tflite" or "tf": which compiled form runs `predict` (for logs and the benchmark)."""
+        return "tflite" if self._lite is not None else "tf"
+
     def _forward(self, faces: tf.Tensor) -> tf.Tensor:
         self.trace_count += 1  # Python side effect: runs while tracing only
         return self._model(faces, training=False)
@@ -112,7 +124,7 @@ class AttributeModel:
         return graph
 
     def warm_up(self, sizes: Iterable[int] = BUCKETS) -> None:
-        """Compile (and run once) the given buckets now rather than on the first frame that needs them."""
+        """Compile (and run once) the buckets holding these batch sizes now, not on the first frame needing them."""
         for size in sizes:
             self._run(np.zeros((bucket_size(size), *self.spec.shape), np.float32))
 
@@ -139,11 +151,15 @@ class AttributeModel:
             padded = np.zeros((size, *self.spec.shape), np.float32)
             padded[:n] = batch
             batch = padded
-        out = self._graph(size)(tf.constant(batch))
-        return np.asarray(out)[:n]
+        if self._lite is not None:
+            return self._lite(batch)[:n]
+        return np.asarray(self._graph(size)(tf.constant(batch)))[:n]
 
     def __repr__(self) -> str:
-        return f"AttributeModel({self.task!r}, classes={len(self.classes)}, input={self.spec}, device={self.device})"
+        return (
+            f"AttributeModel({self.task!r}, classes={len(self.classes)}, input={self.spec}, "
+            f"engine={self.engine}, device={self.device})"
+        )
 
 
 def _check_shapes(model: keras.Model, card: ModelCard, path: Path) -> None:
@@ -163,12 +179,29 @@ def _check_shapes(model: keras.Model, card: ModelCard, path: Path) -> None:
         raise WeightsError(f"{path}: model outputs {out_shape} but the card lists {len(card.classes)} classes")
 
 
-def load_model(task: str, weights_dir: Path | None = None) -> AttributeModel:
+def _lite_runner(model: keras.Model, card: ModelCard, path: Path, required: bool) -> LiteRunner | None:
+    try:
+        return LiteRunner(convert(model, card.input.shape), card.input.shape)
+    except Exception as exc:  # the converter rejects some layers; tf.function still runs them
+        if required:
+            raise WeightsError(f"model {path} cannot be converted to TFLite: {_one_line(exc)}") from None
+        log.info("TFLite conversion of %s failed (%s); using tf.function", path, _one_line(exc))
+        return None
+
+
+def _is_probabilities(out: np.ndarray) -> bool:
+    return bool(np.all(np.isfinite(out)) and np.all(out >= -1e-6) and np.allclose(out.sum(axis=1), 1.0, atol=1e-3))
+
+
+def load_model(task: str, weights_dir: Path | None = None, *, engine: str = "auto") -> AttributeModel:
     """Load `<weights_dir>/<card.file>` (normally `<task>.keras`) with its card, checked and warmed up.
 
     Every way the files can be wrong (missing, truncated, not a Keras archive, unsafe layers, shapes or
     class count that disagree with the card, logits instead of probabilities) is one WeightsError line
-    naming the file."""
+    naming the file. `engine`: "auto" (TFLite on a CPU when it converts and agrees with Keras, else
+    tf.function), "tflite" (required) or "tf"."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     folder = Path(weights_dir) if weights_dir is not None else default_weights_dir()
     card = load_card(task, folder)
     path = folder / card.file
@@ -183,19 +216,30 @@ def load_model(task: str, weights_dir: Path | None = None) -> AttributeModel:
     if not isinstance(model, keras.Model):
         raise WeightsError(f"{path} holds a {type(model).__name__}, not a Keras model")
     _check_shapes(model, card, path)
-    attribute_model = AttributeModel(card, model, path)
-    probe = np.full((1, *card.input.shape), 128.0, np.float32)
+
+    probe = np.random.default_rng(0).uniform(0, 255, (2, *card.input.shape)).astype(np.float32)
     try:
-        out = attribute_model.predict(probe)
+        expected = np.asarray(model(probe, training=False))
     except Exception as exc:
         raise WeightsError(f"model {path} fails on a test face: {type(exc).__name__}: {_one_line(exc)}") from None
-    if not (np.all(np.isfinite(out)) and np.all(out >= -1e-6) and abs(float(out.sum()) - 1.0) < 1e-3):
+    if not _is_probabilities(expected):
         raise WeightsError(f"model {path} does not output probabilities (rows must sum to 1; missing softmax?)")
+
+    use_lite = engine == "tflite" or (engine == "auto" and compute_device().startswith("CPU"))
+    lite = _lite_runner(model, card, path, required=engine == "tflite") if use_lite else None
+    attribute_model = AttributeModel(card, model, path, lite)
+    if lite is not None and not np.allclose(attribute_model.predict(probe), expected, atol=1e-4):
+        if engine == "tflite":
+            raise WeightsError(f"model {path} gives different results under TFLite")
+        log.warning("TFLite results of %s differ from Keras; using tf.function", path)
+        attribute_model = AttributeModel(card, model, path)
     attribute_model.warm_up(WARM_BUCKETS)
-    log.info("loaded %s model %s on %s", task, path, attribute_model.device)
+    log.info("loaded %s model %s: %s engine on %s", task, path, attribute_model.engine, attribute_model.device)
     return attribute_model
 
 
-def load_models(weights_dir: Path | None = None, tasks: Iterable[str] = TASKS) -> dict[str, AttributeModel]:
+def load_models(
+    weights_dir: Path | None = None, tasks: Iterable[str] = TASKS, *, engine: str = "auto"
+) -> dict[str, AttributeModel]:
     """Load every requested model; the first failure raises WeightsError."""
-    return {task: load_model(task, weights_dir) for task in tasks}
+    return {task: load_model(task, weights_dir, engine=engine) for task in tasks}

@@ -20,6 +20,16 @@ def models(tiny_weights_dir: Path) -> dict[str, AttributeModel]:
     return load_models(tiny_weights_dir)
 
 
+@pytest.fixture(scope="module")
+def tf_models(tiny_weights_dir: Path) -> dict[str, AttributeModel]:
+    return load_models(tiny_weights_dir, engine="tf")
+
+
+@pytest.fixture(params=["auto", "tf"])
+def any_models(request, models, tf_models) -> dict[str, AttributeModel]:
+    return models if request.param == "auto" else tf_models
+
+
 def faces(model: AttributeModel, n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).uniform(0, 255, (n, *model.spec.shape)).astype(np.float32)
 
@@ -31,22 +41,23 @@ def test_load_models_exposes_card_classes_and_spec(models):
         assert model.classes == DEFAULT_CLASSES[task]
         assert model.spec == model.card.input
         assert model.device in ("CPU:0", "GPU:0")
+        assert model.engine == ("tflite" if model.device == "CPU:0" else "tf")
     assert models["emotion"].spec.shape == (48, 48, 1)
     assert models["gender"].spec.shape == (64, 64, 3)
 
 
 @pytest.mark.parametrize("task", TASKS)
 @pytest.mark.parametrize("n", [1, 3, 8])
-def test_predictions_are_probability_rows(models, task, n):
-    probs = models[task].predict(faces(models[task], n, seed=n))
+def test_predictions_are_probability_rows(any_models, task, n):
+    probs = any_models[task].predict(faces(any_models[task], n, seed=n))
     assert probs.shape == (n, len(DEFAULT_CLASSES[task]))
     assert probs.dtype == np.float32
     assert np.all(probs >= 0)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
 
 
-def test_padding_does_not_change_a_faces_result(models):
-    for model in models.values():
+def test_padding_does_not_change_a_faces_result(any_models):
+    for model in any_models.values():
         batch = faces(model, 5, seed=1)  # padded to the 8 bucket
         together = model.predict(batch)
         for i in range(5):
@@ -55,16 +66,36 @@ def test_padding_does_not_change_a_faces_result(models):
         assert not np.allclose(together[0], together[1]), "distinct faces should give distinct outputs"
 
 
-def test_batches_larger_than_the_biggest_bucket_are_split(models):
-    model = models["race"]
+def test_batches_larger_than_the_biggest_bucket_are_split(any_models):
+    model = any_models["race"]
     batch = faces(model, MAX_BUCKET * 2 + 5, seed=2)
     probs = model.predict(batch)
     assert probs.shape == (len(batch), len(model.classes))
     np.testing.assert_allclose(probs[-5:], model.predict(batch[-5:]), rtol=1e-5, atol=1e-6)
 
 
+def test_engines_agree(models, tf_models):
+    for task, model in models.items():
+        batch = faces(model, 6, seed=3)
+        np.testing.assert_allclose(model.predict(batch), tf_models[task].predict(batch), rtol=1e-5, atol=1e-6)
+
+
+def test_tflite_engine_keeps_one_interpreter_per_bucket(tiny_weights_dir):
+    model = load_model("emotion", tiny_weights_dir, engine="tflite")
+    for n in range(1, 41):
+        model.predict(faces(model, n))
+    assert model.engine == "tflite"
+    assert len(model._lite._interpreters) <= len(BUCKETS)
+    assert model.trace_count == 0
+
+
+def test_unknown_engine_is_rejected(tiny_weights_dir):
+    with pytest.raises(ValueError, match="engine"):
+        load_model("emotion", tiny_weights_dir, engine="onnx")
+
+
 def test_many_batch_sizes_never_retrace(tiny_weights_dir):
-    model = load_model("gender", tiny_weights_dir)
+    model = load_model("gender", tiny_weights_dir, engine="tf")
     for n in range(1, 41):
         model.predict(faces(model, n))
     traced = model.trace_count
