@@ -23,6 +23,7 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import os
@@ -102,16 +103,33 @@ def _check_folder(path: Path) -> None:
         raise OutputError(f"cannot write {path}: it is a folder")
 
 
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Fail early (OutputError, one line) when `path` cannot be created: a missing or read-only folder, a
+    file where a folder should be, a folder where the file should be. Creates nothing."""
+    path = Path(path)
+    _check_folder(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    target = path if path.exists() else parent
+    if not os.access(target, os.W_OK):
+        raise OutputError(f"cannot write {path}: permission denied")
+
+
+def check_video_path(path: str | os.PathLike[str]) -> None:
+    """`check_writable` plus a container we can record to, decided by the suffix."""
+    path = Path(path)
+    if path.suffix.lower() not in FORMATS:
+        raise OutputError(f"cannot record to {path}: use one of {', '.join(FORMATS)}")
+    check_writable(path)
+
+
 class _VideoFile:
     """The PyAV side: one H.264 stream (mpeg4 where the av build lacks libx264) in a fragmented file."""
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
         import av
 
-        fmt = FORMATS.get(path.suffix.lower())
-        if fmt is None:
-            raise OutputError(f"cannot record to {path}: use one of {', '.join(FORMATS)}")
-        _check_folder(path)
+        check_video_path(path)
+        fmt = FORMATS[path.suffix.lower()]
         self.path = path
         self.frame_size = size
         self.size = (size[0] + size[0] % 2, size[1] + size[1] % 2)  # even, for yuv420p
@@ -180,6 +198,8 @@ class _VideoFile:
                 self.container.mux(packet)
         finally:
             self.container.close()
+        if self._first_ts is None and self.path.is_file() and self.path.stat().st_size == 0:
+            self.path.unlink()  # no frames, no video (also drops a name reserved by unique_path)
 
 
 class _CsvLog:
@@ -193,10 +213,15 @@ class _CsvLog:
             self.file = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
         except OSError as exc:
             raise OutputError(f"cannot write {path}: {_reason(exc)}") from None
-        self.writer = csv.writer(self.file)
         self.columns = [*BASE_COLUMNS, *(f"{attr}_{c}" for attr, names in self.classes.items() for c in names)]
-        self.writer.writerow(self.columns)
-        self.file.flush()
+        self.writer = csv.writer(self.file)
+        try:
+            self.writer.writerow(self.columns)
+            self.file.flush()
+        except OSError as exc:
+            with contextlib.suppress(OSError):  # closing flushes again, into the same full disk
+                self.file.close()
+            raise OutputError(f"cannot write {path}: {_reason(exc)}") from None
 
     def write(self, result: FrameResult | None, frame_index: int, timestamp: float) -> None:
         head = [f"{timestamp:.3f}", frame_index]
