@@ -31,8 +31,8 @@ class SplitData:
 def prepare_fer_faces(images: np.ndarray, spec: InputSpec) -> np.ndarray:
     """FER2013 faces are already ~one Haar box wide: crop the whole image as if it were the detector box and
     prepare it with the same function the app uses."""
-    side = images.shape[1]
-    box = FaceBox(0, 0, side, side)
+    height, width = images.shape[1:3]
+    box = FaceBox(0, 0, width, height)
     return prepare_faces([crop_face(im, box, spec.margin) for im in images], spec).astype(np.uint8)
 
 

@@ -81,8 +81,8 @@ def scan_utkface(folder: Path) -> list[UtkRecord]:
 _CASCADE: cv2.CascadeClassifier | None = None
 
 
-def haar_box(image_bgr: np.ndarray) -> FaceBox:
-    """The largest frontal Haar box (the app's default detector geometry), else the mean fallback box."""
+def detect_haar(image_bgr: np.ndarray) -> FaceBox | None:
+    """The largest frontal Haar box (the app's default detector geometry) in image coordinates, or None."""
     global _CASCADE
     if _CASCADE is None:
         _CASCADE = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
@@ -96,6 +96,15 @@ def haar_box(image_bgr: np.ndarray) -> FaceBox:
     if len(found):
         x, y, bw, bh = max(found, key=lambda b: b[2] * b[3])
         return FaceBox((x - pad) / scale, (y - pad) / scale, bw / scale, bh / scale)
+    return None
+
+
+def haar_box(image_bgr: np.ndarray) -> FaceBox:
+    """The largest frontal Haar box, else the mean fallback box of a UTKFace chip."""
+    box = detect_haar(image_bgr)
+    if box is not None:
+        return box
+    h, w = image_bgr.shape[:2]
     fx, fy, fw, fh = FALLBACK_BOX
     return FaceBox(fx * w, fy * h, fw * w, fh * h)
 
