@@ -1,0 +1,195 @@
+"""What the models cost per face: parameters, FLOPs and milliseconds on this machine, for the model cards.
+
+FLOPs follow the common convention FLOPs = 2 × multiply-adds (MACs) of the convolution and dense layers for one
+face; bias adds, batch normalisation (folded into the convolution at inference), activations and pooling are
+not counted — they are a few percent at most for these CNNs. Time is measured through the app's own compiled
+inference path (`AttributeModel.predict`) at batch 8: the median of many calls, divided by 8.
+
+    python -m training.cost [--weights DIR] [--json] [--write-card]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from inference.cards import TASKS, default_weights_dir, load_card  # noqa: E402
+from inference.errors import FaceLensError  # noqa: E402
+
+FLOPS_CONVENTION = "2 x multiply-adds of Conv/Dense layers per face (bias, BN, activations, pooling not counted)"
+
+
+def _layers(model) -> Iterator[Any]:
+    """Every leaf layer, descending into nested models."""
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _layers(layer)
+        else:
+            yield layer
+
+
+def layer_macs(layer) -> int:
+    """Multiply-adds of one layer for one input sample, from its weights' shapes and its output shape."""
+    from keras import layers
+
+    def volume(shape) -> int:
+        return math.prod(int(d) for d in shape[1:])
+
+    if isinstance(layer, layers.SeparableConv2D):
+        kh, kw, c_in, multiplier = layer.depthwise_kernel.shape
+        out = layer.output.shape
+        positions = volume(out) // int(layer.filters)
+        return positions * int(c_in * multiplier) * (int(kh * kw) + int(layer.filters))
+    if isinstance(layer, layers.DepthwiseConv2D):
+        kh, kw = layer.kernel.shape[:2]
+        return volume(layer.output.shape) * int(kh * kw)
+    if isinstance(layer, layers.Conv2DTranspose):
+        kh, kw, c_out, _ = layer.kernel.shape
+        return volume(layer.input.shape) * int(kh * kw * c_out)
+    if isinstance(layer, (layers.Conv1D, layers.Conv2D, layers.Conv3D)):
+        # kernel (*k, c_in / groups, c_out): every output element costs prod(k) * c_in / groups MACs
+        return volume(layer.output.shape) * math.prod(int(d) for d in layer.kernel.shape[:-1])
+    if isinstance(layer, layers.Dense):
+        return volume(layer.output.shape) * int(layer.kernel.shape[0])
+    return 0
+
+
+def count_flops(model) -> int:
+    """FLOPs per face (2 × MACs of conv/dense layers)."""
+    return 2 * sum(layer_macs(layer) for layer in _layers(model))
+
+
+def _keras_and_call(model, batch: int):
+    """(keras model, compiled batch call) for a keras.Model or an inference.models.AttributeModel."""
+    import keras
+
+    if isinstance(model, keras.Model):
+        import tensorflow as tf
+
+        shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+        graph = tf.function(lambda x: model(x, training=False)).get_concrete_function(
+            tf.TensorSpec((batch, *shape), tf.float32)
+        )
+        return model, shape, lambda x: np.asarray(graph(tf.constant(x)))
+    keras_model = keras.saving.load_model(model.path, compile=False, safe_mode=True)
+    return keras_model, model.spec.shape, model.predict
+
+
+def measure(model, batch: int = 8, repeats: int = 200, warmup: int = 5) -> dict[str, Any]:
+    """Parameters, FLOPs per face and the median milliseconds per face of one compiled call on `batch` faces.
+
+    `model` is a keras.Model or an AttributeModel (then timed through its own `predict`, i.e. what the app runs).
+    The median, not the mean, so a burst of other load on the machine does not decide the number."""
+    keras_model, shape, call = _keras_and_call(model, batch)
+    faces = np.random.default_rng(0).uniform(0, 255, (batch, *shape)).astype(np.float32)
+    for _ in range(warmup):
+        call(faces)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call(faces)
+        times.append(time.perf_counter() - started)
+    per_call_ms = statistics.median(times) * 1000.0
+    return {
+        "parameters": int(keras_model.count_params()),
+        "flops_per_face": count_flops(keras_model),
+        f"ms_per_face_batch{batch}": round(per_call_ms / batch, 4),
+        f"ms_per_face_batch{batch}_best": round(min(times) * 1000.0 / batch, 4),
+        "repeats": repeats,
+    }
+
+
+def cpu_description() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
+    except OSError:
+        pass
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+
+def measure_all(weights_dir: Path | None, batch: int, repeats: int) -> dict[str, Any]:
+    from inference.models import load_model
+
+    per_model = {task: measure(load_model(task, weights_dir), batch, repeats) for task in TASKS}
+    key = f"ms_per_face_batch{batch}"
+    return {
+        "models": per_model,
+        f"total_{key}": round(sum(m[key] for m in per_model.values()), 4),
+        "batch": batch,
+        "flops_convention": FLOPS_CONVENTION,
+        "hardware": cpu_description(),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "date": datetime.date.today().isoformat(),
+    }
+
+
+def write_cards(weights_dir: Path | None, report: dict[str, Any], command: str) -> None:
+    """Store each model's numbers (and the total of all three) under card["cost"], keeping the rest."""
+    folder = Path(weights_dir) if weights_dir is not None else default_weights_dir()
+    key = f"ms_per_face_batch{report['batch']}"
+    for task, numbers in report["models"].items():
+        card = load_card(task, folder)
+        card.details["cost"] = {
+            **numbers,
+            f"total_{key}_all_three": report[f"total_{key}"],
+            "flops_convention": report["flops_convention"],
+            "hardware": report["hardware"],
+            "load_average_1min": report["load_average_1min"],
+            "date": report["date"],
+            "command": command,
+        }
+        card.save(folder / f"{task}.json")
+
+
+def format_table(report: dict[str, Any]) -> str:
+    key = f"ms_per_face_batch{report['batch']}"
+    header = f"{'model':<10}{'params':>10}{'MFLOPs':>10}{'ms/face':>10}"
+    lines = [f"{header}   (batch {report['batch']}, {report['hardware']}, load {report['load_average_1min']})"]
+    for task, m in report["models"].items():
+        lines.append(f"{task:<10}{m['parameters']:>10,}{m['flops_per_face'] / 1e6:>10.1f}{m[key]:>10.3f}")
+    lines.append(f"{'total':<10}{'':>20}{report[f'total_{key}']:>10.3f}")
+    lines.append(f"FLOPs = {report['flops_convention']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="python -m training.cost", description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", type=Path, help="weights folder (default: the shipped weights)")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--write-card", action="store_true", help="store the numbers in each card under 'cost'")
+    args = parser.parse_args(argv)
+    try:
+        report = measure_all(args.weights, args.batch, args.repeats)
+        if args.write_card:
+            write_cards(args.weights, report, "python -m training.cost " + shlex.join(argv))
+    except FaceLensError as exc:
+        print(f"training.cost: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=2) if args.json else format_table(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""`facelens eval emotion|gender|race --dataset D --path P`: score a model on faces it never trained on.
+
+The model is loaded by `inference.models.load_model` and called through `AttributeModel.predict`, and faces are
+prepared by the same functions the app uses, so the number reported is the number the app delivers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from inference.cards import DEFAULT_CLASSES, TASKS, ModelCard, card_path, default_weights_dir, load_card  # noqa: E402
+from inference.errors import DatasetError, FaceLensError, WeightsError  # noqa: E402
+from training.eval_data import DATASETS, EvalSet, load_eval_set, utk_split_file  # noqa: E402
+
+CHUNK = 512  # faces converted to float32 and predicted at a time, so a large split never needs GBs at once
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Which model to evaluate: its card, the .keras file, and the card file on disk (None when the card was
+    inferred because a bare checkpoint was given)."""
+
+    card: ModelCard
+    model_file: Path
+    card_file: Path | None
+
+    @property
+    def folder(self) -> Path:
+        return self.model_file.parent
+
+
+def task_card(task: str, file_name: str) -> ModelCard:
+    """The card a checkpoint of the task's training recipe would get (for run-folder checkpoints)."""
+    from training.tasks import TASK_CONFIGS
+
+    return ModelCard(
+        task,
+        DEFAULT_CLASSES[task],
+        TASK_CONFIGS[task].spec,
+        file_name,
+        {"note": "card inferred from the task's training recipe"},
+    )
+
+
+def resolve_weights(task: str, weights: Path | None) -> Weights:
+    """A weights folder (with `<task>.json`) or a `.keras` file (card beside it, else the task's recipe)."""
+    weights = Path(weights) if weights is not None else default_weights_dir()
+    if weights.is_dir():
+        card = load_card(task, weights)
+        return Weights(card, weights / card.file, card_path(task, weights))
+    if weights.is_file() and weights.suffix == ".keras":
+        beside = card_path(task, weights.parent)
+        if beside.is_file():
+            return Weights(load_card(task, weights.parent), weights, beside)
+        print(
+            f"facelens eval: note: no {beside.name} beside {weights}; assuming the {task} training recipe's "
+            f"classes and input",
+            file=sys.stderr,
+        )
+        return Weights(task_card(task, weights.name), weights, None)
+    raise WeightsError(f"{weights}: not a weights folder (with {task}.json) or a .keras file")
+
+
+def load_attribute_model(task: str, weights: Weights):
+    """Load through `inference.models.load_model`, staging a folder when the file is not the card's own."""
+    from inference.models import load_model
+
+    if weights.card_file is not None and weights.card.file == weights.model_file.name:
+        return load_model(task, weights.folder)
+    if not weights.model_file.is_file():
+        raise WeightsError(f"model weights not found: {weights.model_file}")
+    with tempfile.TemporaryDirectory(prefix="facelens-eval-") as tmp:
+        staged = Path(tmp) / f"{task}.keras"
+        try:
+            staged.symlink_to(weights.model_file.resolve())
+        except OSError:
+            shutil.copyfile(weights.model_file, staged)
+        dataclasses.replace(weights.card, file=staged.name).save(Path(tmp) / f"{task}.json")
+        return load_model(task, Path(tmp))
+
+
+def predict(model, images: np.ndarray, tta: bool = False) -> np.ndarray:
+    """Class probabilities for prepared faces; with `tta`, the mean over each face and its mirror image."""
+    out = np.empty((len(images), len(model.classes)), dtype=np.float32)
+    for start in range(0, len(images), CHUNK):
+        faces = images[start : start + CHUNK].astype(np.float32)
+        probs = model.predict(faces)
+        if tta:
+            probs = (probs + model.predict(np.ascontiguousarray(faces[:, :, ::-1]))) / 2.0
+        out[start : start + CHUNK] = probs
+    return out
+
+
+def label_indices(labels: np.ndarray, classes: tuple[str, ...]) -> np.ndarray:
+    position = {c: i for i, c in enumerate(classes)}
+    unknown = sorted(set(labels.tolist()) - set(position))
+    if unknown:
+        raise DatasetError(
+            f"dataset labels {', '.join(unknown)} are not among the model's classes {', '.join(classes)}"
+        )
+    return np.array([position[label] for label in labels.tolist()], dtype=np.int64)
+
+
+def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    """Load data (cheap checks first), then the model, predict and score."""
+    from training.metrics import score
+
+    weights = resolve_weights(args.task, args.weights)
+    split_file = args.split_file or (utk_split_file(weights.folder) if args.dataset == "utkface" else None)
+    data: EvalSet = load_eval_set(
+        args.dataset, args.task, args.path, args.split, weights.card.input, weights.card.classes, split_file
+    )
+    if args.limit:
+        data.images, data.labels = data.images[: args.limit], data.labels[: args.limit]
+        if data.groups:
+            data.groups = {k: v[: args.limit] for k, v in data.groups.items()}
+    truth = label_indices(data.labels, weights.card.classes)
+    model = load_attribute_model(args.task, weights)
+    started = time.perf_counter()
+    probs = predict(model, data.images, args.tta)
+    seconds = time.perf_counter() - started
+    result = {"task": args.task, "dataset": args.dataset, "split": data.split}
+    result.update(score(truth, probs.argmax(axis=1), model.classes, data.groups))
+    result.update(
+        skipped=data.skipped,
+        tta=bool(args.tta),
+        weights=str(weights.model_file),
+        model=weights.card.details.get("architecture"),
+        predict_seconds=round(seconds, 2),
+    )
+    if args.limit:
+        result["limit"] = args.limit
+    if args.dataset == "utkface" and data.split != "all":
+        result["split_file"] = str(split_file)
+    return result
+
+
+CARD_KEYS = (
+    "dataset",
+    "split",
+    "n",
+    "accuracy",
+    "macro_f1",
+    "per_class",
+    "support",
+    "per_group",
+    "per_group_n",
+    "per_group_gap",
+    "skipped",
+    "tta",
+)
+
+
+def write_card(weights: Weights, result: dict[str, Any], command: str) -> str:
+    """Store the result under card["evaluations"]["<dataset>/<split>"] ("+tta" appended for flip averaging, so
+    both numbers can stand side by side), keeping everything else in the card."""
+    if weights.card_file is None:
+        raise WeightsError(f"--write-card needs a model card beside {weights.model_file}")
+    card = load_card(weights.card.task, weights.card_file.parent)  # re-read: keep anything written meanwhile
+    key = f"{result['dataset']}/{result['split']}" + ("+tta" if result["tta"] else "")
+    entry = {k: result[k] for k in CARD_KEYS if k in result}
+    entry.update(command=command, date=datetime.date.today().isoformat())
+    card.details.setdefault("evaluations", {})[key] = entry
+    card.save(weights.card_file)
+    return key
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="facelens eval", description=__doc__.splitlines()[0])
+    parser.add_argument("task", choices=TASKS)
+    parser.add_argument("--dataset", required=True, choices=DATASETS)
+    parser.add_argument("--path", required=True, type=Path, help="dataset file or folder")
+    parser.add_argument(
+        "--split",
+        help="fer2013/ferplus: PrivateTest (default), PublicTest, Training; "
+        "utkface: test (default), val, train, all; fairface: val (default), "
+        "train; folders: test if present, else all",
+    )
+    parser.add_argument("--weights", type=Path, help="weights folder or .keras file (default: shipped weights)")
+    parser.add_argument("--split-file", type=Path, help="UTKFace split (default <weights>/splits/utkface.json)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--out-dir", type=Path, default=Path("."), help="where the confusion-matrix PNG goes")
+    parser.add_argument("--tta", action="store_true", help="average each face with its mirror image")
+    parser.add_argument("--write-card", action="store_true", help="store the result in the model card")
+    parser.add_argument("--limit", type=int, default=0, help="score only the first N faces (quick checks)")
+    args = parser.parse_args(argv)
+    if args.limit and args.write_card:
+        parser.error("--write-card records full evaluations only; drop --limit")
+    return args
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    command = "facelens eval " + shlex.join(argv)
+    try:
+        result = evaluate(args)
+        if args.write_card:
+            key = write_card(resolve_weights(args.task, args.weights), result, command)
+            print(f"stored in the {args.task} card under evaluations[{key!r}]", file=sys.stderr)
+        if args.json:
+            print(json.dumps(result, indent=2))
+            return 0
+        from training.eval_report import format_report, plot_confusion
+
+        print(format_report(result))
+        png = plot_confusion(result, args.out_dir / f"eval_{args.task}_{args.dataset}_{result['split']}.png")
+        print(f"\nconfusion matrix plot: {png}")
+    except FaceLensError as exc:
+        print(f"facelens eval: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
