@@ -45,7 +45,7 @@ def augment_batch(images: np.ndarray, rng: np.random.Generator, config: AugmentC
         out[i] = warped.reshape(height, width, channels)
     mean = out.mean(axis=(1, 2, 3), keepdims=True)
     out = (out - mean) * gains[:, None, None, None] + mean + offsets[:, None, None, None]
-    return np.clip(out, 0.0, 255.0, out=out)
+    return np.clip(out, 0.0, 255.0, out=out).astype(np.float32, copy=False)  # float64 gains promoted it
 
 
 def balanced_weights(keys: np.ndarray, power: float = 0.5) -> np.ndarray:
