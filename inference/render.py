@@ -153,7 +153,8 @@ class _Style:
     @lru_cache(maxsize=32)
     def for_frame(cls, width: int, height: int) -> _Style:
         # The reference is the height of a landscape frame; a portrait frame is limited by its width instead.
-        ref = max(120.0, min(float(height), width * 3.0 / 4.0))
+        # Below ~300 px text would shrink past legibility, so small frames keep that size (and wrap the stats).
+        ref = max(300.0, min(float(height), width * 3.0 / 4.0))
         label = _Font.make(ref / 880.0, max(1, round(ref / 540.0)), pad=0.35)
         small = _Font.make(ref / 1050.0, max(1, round(ref / 720.0)), pad=0.22)
         return cls(
