@@ -1,0 +1,127 @@
+"""One-epoch training runs on tiny generated datasets: the real `facelens train` code path end to end (data →
+fit with checkpoints → export + card), resuming, and the UTKFace split file written beside the weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from inference.cards import DEFAULT_CLASSES, load_card
+
+pytestmark = pytest.mark.slow  # real (tiny) Keras training: ~5-15 s each on a busy 2-core CPU
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("FACELENS_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+def tiny_fer_csv(path: Path, n_train: int = 64, n_public: int = 16, n_private: int = 16) -> Path:
+    """FER2013-format CSV whose classes differ by brightness, so even one epoch has something to learn."""
+    rng = np.random.default_rng(0)
+    lines = ["emotion,pixels,Usage"]
+    for usage, n in (("Training", n_train), ("PublicTest", n_public), ("PrivateTest", n_private)):
+        for i in range(n):
+            label = i % 7
+            pixels = np.clip(rng.normal(30 + 30 * label, 20, 48 * 48), 0, 255).astype(int)
+            lines.append(f"{label},{' '.join(map(str, pixels))},{usage}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_one_epoch_writes_a_safe_loadable_model_and_card_then_resumes(tmp_path, capsys):
+    import keras
+
+    from inference.models import load_model
+    from training.tasks import TASK_CONFIGS
+    from training.train import main
+
+    csv = tiny_fer_csv(tmp_path / "fer2013.csv")
+    run_dir, weights = tmp_path / "run", tmp_path / "weights"
+    common = [
+        "emotion",
+        "--data",
+        str(csv),
+        "--run-dir",
+        str(run_dir),
+        "--export",
+        str(weights),
+        "--limit",
+        "64",
+        "--batch-size",
+        "32",
+    ]
+    assert main([*common, "--epochs", "1"]) == 0
+    model = keras.saving.load_model(weights / "emotion.keras", safe_mode=True, compile=False)
+    assert tuple(model.inputs[0].shape[1:]) == TASK_CONFIGS["emotion"].spec.shape
+    card = load_card("emotion", weights)
+    assert card.classes == DEFAULT_CLASSES["emotion"]
+    assert card.input == TASK_CONFIGS["emotion"].spec
+    assert card.details["training"]["epochs_run"] == 1
+    assert json.loads((run_dir / "state.json").read_text())["epoch"] == 1
+    assert (run_dir / "last.keras").is_file() and (run_dir / "curves.png").is_file()
+    probs = load_model("emotion", weights).predict(np.full((3, 48, 48, 1), 90.0, np.float32))
+    assert probs.shape == (3, 7)
+
+    assert main([*common, "--epochs", "2", "--resume"]) == 0
+    assert "resuming from epoch 1" in capsys.readouterr().err
+    assert json.loads((run_dir / "state.json").read_text())["epoch"] == 2
+    assert len((run_dir / "log.csv").read_text().strip().splitlines()) == 1 + 2  # header + one row per epoch
+    assert load_card("emotion", weights).details["training"]["epochs_run"] == 2
+
+
+def test_utkface_training_writes_its_split_beside_the_weights(tmp_path):
+    from training.train import main
+
+    folder = tmp_path / "UTKFace"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    stamp = 20170116000000000
+    for i in range(48):  # two strata (gender x White x 20-29) of 24 faces: 10% of each go to val and to test
+        stamp += 1
+        image = np.full((60, 60, 3), 40 + 150 * (i % 2), np.uint8) + rng.integers(0, 30, (60, 60, 3), dtype=np.uint8)
+        cv2.imwrite(str(folder / f"{20 + i % 10}_{i % 2}_0_{stamp}.jpg.chip.jpg"), image)
+    weights = tmp_path / "weights"
+    argv = [
+        "gender",
+        "--data",
+        str(tmp_path),
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--export",
+        str(weights),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+    ]
+    assert main(argv) == 0
+    split = json.loads((weights / "splits" / "utkface.json").read_text())
+    assert len(split["test"]) == len(split["val"]) == 4 and not set(split["test"]) & set(split["val"])
+    assert load_card("gender", weights).classes == DEFAULT_CLASSES["gender"]
+
+
+def test_missing_training_data_is_exit_2_with_one_line(tmp_path, capsys):
+    from training.train import main
+
+    code = main(
+        [
+            "emotion",
+            "--data",
+            str(tmp_path / "absent.csv"),
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--export",
+            str(tmp_path / "w"),
+            "--epochs",
+            "1",
+        ]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("facelens train: error:") and "absent.csv" in err[-1]
+    assert not (tmp_path / "w" / "emotion.keras").exists()
