@@ -22,7 +22,8 @@ _WHITE = (255, 255, 255)
 _BLACK = (0, 0, 0)
 _BAR_TRACK = (70, 70, 70)  # the unfilled part of a probability bar
 _BAR_OTHER = (200, 200, 200)  # bars of the classes that are not the winner
-_PANEL_DARKEN = 0.35  # panels keep this much of the picture behind them: readable text, visible scene
+_PANEL_DARKEN = 0.3  # panels keep this much of the picture behind them: readable text, visible scene
+_PANEL_OPAQUE = (24, 24, 24)  # where one bar panel covers another
 
 # Saturated BGR colours that stay distinct from each other and from skin tones; a track keeps its colour for
 # life (id modulo the palette), so a face is recognisable by colour as well as by its number.
@@ -284,9 +285,10 @@ class Renderer:
             taken = [_box_rect(face, style) for face in faces] + [rect for rect, _ in labels]
             if stats_panel is not None:
                 taken.append(stats_panel[0])
+            panels: list[Rect] = []
             for face, preds, (label, _) in zip(faces, shown_predictions, labels, strict=True):
                 if preds:
-                    taken.append(self._draw_bars(image, face, preds, label, taken, style))
+                    panels.append(self._draw_bars(image, face, preds, label, taken + panels, panels, style))
         for face, label in zip(faces, labels, strict=True):
             self._draw_label(image, face, label, style)
         if stats_panel is not None:
@@ -339,11 +341,14 @@ class Renderer:
         predictions: list[tuple[str, Prediction]],
         label: Rect,
         taken: list[Rect],
+        panels: list[Rect],
         style: _Style,
     ) -> Rect:
         """Every class's probability as a bar, one block per attribute, on a dimmed panel next to the face,
         on whichever side covers the least of the other faces, labels and panels (`taken`). Blocks go into two
-        columns when one column would take more than about half the frame's height. Returns the panel."""
+        columns when one column would take more than about half the frame's height. Where no side is free
+        (a crowd in a small frame) the panel is opaque over earlier `panels`, so two never mix their rows.
+        Returns the panel."""
         font = style.small
         height, width = image.shape[:2]
         name_w = max(font.width(name) for _, p in predictions for name in p.probs)
@@ -363,7 +368,17 @@ class Renderer:
         panel_w = len(columns) * col_w + (len(columns) - 1) * column_gap + 4 * font.pad
         panel_h = max(column_h([sizes[i] for i in col]) for col in columns) + 2 * font.pad
         left, top = _place((panel_w, panel_h), _box_rect(face, style), label, taken, style.gap, width, height)
-        _darken(image, (left, top, left + panel_w, top + panel_h))
+        rect = (left, top, left + panel_w, top + panel_h)
+        _darken(image, rect)
+        for other in panels:
+            x0, y0, x1, y1 = (
+                max(rect[0], other[0]),
+                max(rect[1], other[1]),
+                min(rect[2], other[2]),
+                min(rect[3], other[3]),
+            )
+            if x1 > x0 and y1 > y0:
+                cv2.rectangle(image, (x0, y0), (x1 - 1, y1 - 1), _PANEL_OPAQUE, cv2.FILLED)
 
         color = track_color(face.track_id)
         bar_h = max(3, round(font.ascent * 0.9))
@@ -386,7 +401,7 @@ class Renderer:
                     font.put(image, value, value_x - font.width(value), y, _WHITE)
                     y += row_h
                 y += group_gap
-        return left, top, left + panel_w, top + panel_h
+        return rect
 
     @staticmethod
     def _stats_layout(items: list[str], style: _Style, width: int) -> tuple[Rect, list[str]]:
