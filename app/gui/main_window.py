@@ -199,6 +199,7 @@ class MainWindow(QMainWindow):
         self.analysis.models_failed.connect(self._on_models_failed)
         self.analysis.models_loaded.connect(self._on_models_loaded)
         self.stream_ended.connect(self._on_stream_ended)
+        self.view.resized.connect(self._on_view_resized)
         self.view.notice.demo_requested.connect(lambda: self.open_source_spec("demo"))
         self.view.notice.open_requested.connect(self.open_file)
 
@@ -365,10 +366,16 @@ class MainWindow(QMainWindow):
         else:
             self.showNormal()
 
+    @Slot(int, int)
+    def _on_view_resized(self, width: int, height: int) -> None:
+        self.display.target_size = (width, height)
+        self.display.refresh()
+
     @Slot()
     def _on_frame_ready(self) -> None:
         image = self.display.take_image()
         if image is not None:
+            image.setDevicePixelRatio(self.view.devicePixelRatioF())
             self.view.set_image(image)
 
     # --- recording and snapshots -------------------------------------------------------------------------

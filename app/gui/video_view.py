@@ -61,7 +61,12 @@ class NoticeBar(QFrame):
 
 class VideoView(QWidget):
     """Shows the latest frame. `set_image` only stores it and schedules a repaint, so frames that arrive
-    before the next paint replace each other (the newest wins) and the GUI thread never falls behind."""
+    before the next paint replace each other (the newest wins) and the GUI thread never falls behind.
+
+    Frames normally arrive already scaled to `pixel_size()` (the display worker resizes them), so painting is
+    a plain copy; right after a resize the next few are scaled here until the worker has caught up."""
+
+    resized = Signal(int, int)  # the new size in device pixels
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -93,8 +98,13 @@ class VideoView(QWidget):
         self.placeholder = placeholder
         self.update()
 
+    def pixel_size(self) -> tuple[int, int]:
+        ratio = self.devicePixelRatioF()
+        return max(1, round(self.width() * ratio)), max(1, round(self.height() * ratio))
+
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
         super().resizeEvent(event)
+        self.resized.emit(*self.pixel_size())
         self.notice.setFixedWidth(self.width())
         self.notice.adjustSize()
 
@@ -105,8 +115,11 @@ class VideoView(QWidget):
             painter.setPen(QColor(200, 200, 200))
             painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self.placeholder)
             return
-        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
-        painter.drawImage(fit_rect(self._image.size(), self.rect()), self._image)
+        target = fit_rect(self._image.size(), self.rect())
+        image_size = self._image.size() / self._image.devicePixelRatio()
+        if image_size != target.size():
+            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+        painter.drawImage(target, self._image)
         painter.end()
         if not self._painted:
             self._painted = True

@@ -155,7 +155,6 @@ class AnalysisWorker(QObject):
     applied between frames; `detector_failed` reports a detector that could not be built (the running one
     stays), `models_failed` weights that could not be loaded (analysis then runs detection only)."""
 
-    result_ready = Signal()
     detector_changed = Signal(str)
     detector_failed = Signal(str, str)
     models_loaded = Signal(list)
@@ -287,7 +286,6 @@ class AnalysisWorker(QObject):
                 result = self.analyzer.analyze(frame.image, frame.index, frame.timestamp)
                 self._latest = Analysed(generation, result)
                 self.fps.tick()
-                self.result_ready.emit()
         except Exception as exc:  # a bug, but the window should say so rather than silently stop analysing
             log.exception("analysis stopped")
             self.detector_failed.emit(self._detector_name, f"analysis stopped: {type(exc).__name__}: {exc}")
@@ -339,6 +337,20 @@ def to_qimage(image_bgr: np.ndarray) -> QImage:
     return QImage(image.data, width, height, image.strides[0], QImage.Format.Format_BGR888).copy()
 
 
+def fit_to(image: np.ndarray, area: tuple[int, int] | None) -> np.ndarray:
+    """`image` resized to the largest size with its aspect ratio inside `area` (w, h); as is when None or
+    when it already fits exactly. Area averaging when shrinking keeps thin overlay lines and text legible."""
+    if area is None:
+        return image
+    height, width = image.shape[:2]
+    scale = min(area[0] / width, area[1] / height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if size == (width, height) or scale <= 0:
+        return image
+    interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+    return cv2.resize(image, size, interpolation=interpolation)
+
+
 def mirrored(image: np.ndarray, result: FrameResult | None) -> tuple[np.ndarray, FrameResult | None]:
     """The frame flipped left-right and the result's boxes with it (text is drawn afterwards, so it reads)."""
     width = image.shape[1]
@@ -363,6 +375,8 @@ class DisplayWorker(QObject):
         self._analysis = analysis
         self.renderer = renderer
         self.mirror = False
+        # The view's size in device pixels: frames are scaled to fit it here, so the GUI thread only blits.
+        self.target_size: tuple[int, int] | None = None
         self.fps = FpsMeter()
         self.display_fps: Callable[[], float] = lambda: 0.0
         self.render_ms = collections.deque(maxlen=120)
@@ -444,7 +458,7 @@ class DisplayWorker(QObject):
         self._last = (frame, annotated, result)
         if record:
             self._record(annotated, shown, frame)
-        qimage = to_qimage(annotated)
+        qimage = to_qimage(fit_to(annotated, self.target_size))
         with self._lock:
             was_empty = self._mailbox is None
             self._mailbox = qimage
