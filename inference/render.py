@@ -80,7 +80,7 @@ def _text_width(text: str, scale: float, thickness: int) -> int:
     return width
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=512)
 def _sprite(text: str, scale: float, thickness: int, color: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, int]:
     """`text` rendered once, anti-aliased, as (255 - alpha, colour * alpha) images and the baseline's row.
 
@@ -137,9 +137,16 @@ class _Font:
     def width(self, text: str) -> int:
         return _text_width(text, self.scale, self.thickness)
 
-    def put(self, image: np.ndarray, text: str, x: int, top: int, color: tuple[int, int, int]) -> None:
-        """Write `text` in a row whose top edge (padding included) is at `top`."""
-        _blit(image, text, self.scale, self.thickness, color, x, top + self.pad + self.ascent)
+    def put(
+        self, image: np.ndarray, text: str, x: int, top: int, color: tuple[int, int, int], cache: bool = True
+    ) -> None:
+        """Write `text` in a row whose top edge (padding included) is at `top`. Text that changes all the time
+        (the stats line) is drawn directly (`cache=False`) so it does not churn the sprite cache."""
+        baseline = top + self.pad + self.ascent
+        if cache:
+            _blit(image, text, self.scale, self.thickness, color, x, baseline)
+        else:
+            cv2.putText(image, text, (x, baseline), _FONT, self.scale, color, self.thickness, _AA)
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,13 +307,15 @@ class Renderer:
     @staticmethod
     def _label_layout(
         face: Face, predictions: list[tuple[str, Prediction]], style: _Style, width: int, height: int
-    ) -> tuple[Rect, list[str]]:
+    ) -> tuple[Rect, list[tuple[str, ...]]]:
         """Where the label goes and what it says: above the box, below it when the box touches the top,
         inside its top edge when neither fits; shifted left to stay in the frame."""
         font = style.label
-        parts = [f"#{face.track_id}"] + [f"{p.label} {percent(p.confidence)}" for _, p in predictions]
+        # Each part is a few words drawn one after the other: the sprite cache then holds a few class names and
+        # the 101 percentages instead of every combination of them.
+        parts = [(f"#{face.track_id}",)] + [(f"{p.label} ", percent(p.confidence)) for _, p in predictions]
         sep = 2 * font.pad + 2 * style.dot_radius  # a separator dot and the space around it
-        label_w = sum(font.width(part) for part in parts) + sep * (len(parts) - 1) + 2 * font.pad
+        label_w = sum(font.width(word) for part in parts for word in part) + sep * (len(parts) - 1) + 2 * font.pad
         label_h = font.line
         bx0, by0, _, by1 = _box_rect(face, style)
         top = by0 - label_h
@@ -317,7 +326,7 @@ class Renderer:
         return (left, top, left + label_w, top + label_h), parts
 
     @staticmethod
-    def _draw_label(image: np.ndarray, face: Face, layout: tuple[Rect, list[str]], style: _Style) -> None:
+    def _draw_label(image: np.ndarray, face: Face, layout: tuple[Rect, list[tuple[str, ...]]], style: _Style) -> None:
         """'#3 • Happy 82% • Female 97% • White 88%' on a solid bar in the track's colour (Hershey fonts have
         no middle dot, so the separators are drawn as dots)."""
         (left, top, right, bottom), parts = layout
@@ -331,8 +340,9 @@ class Renderer:
             if i:
                 cv2.circle(image, (x + font.pad + style.dot_radius, middle), style.dot_radius, ink, cv2.FILLED, _AA)
                 x += 2 * font.pad + 2 * style.dot_radius
-            font.put(image, part, x, top, ink)
-            x += font.width(part)
+            for word in part:
+                font.put(image, word, x, top, ink)
+                x += font.width(word)
 
     @staticmethod
     def _draw_bars(
@@ -425,4 +435,4 @@ class Renderer:
         font = style.label
         _darken(image, rect)
         for i, line in enumerate(lines):
-            font.put(image, line, rect[0] + font.pad, rect[1] + i * font.line, _WHITE)
+            font.put(image, line, rect[0] + font.pad, rect[1] + i * font.line, _WHITE, cache=False)
