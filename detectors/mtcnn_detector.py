@@ -1,0 +1,133 @@
+"""MTCNN (the `mtcnn` 1.0 package: PNet -> RNet -> ONet), compiled and downscaled for a 2-core CPU.
+
+Three things make it usable live and safe for our classifiers:
+
+1. Speed. mtcnn 1.0 calls its Keras networks eagerly, once per pyramid level: ~150-500 ms per 640x480 frame
+   here, mostly Python/Keras dispatch. Wrapping each network in one `tf.function` with a shape-free input
+   signature traces it once and gives identical boxes at ~35 ms CPU per frame on a 360 px copy.
+2. `min_face_size` is clamped to [12, 20]. mtcnn 1.0 keeps the pyramid's level *count* fixed (from the image
+   size) and only moves its first scale, so a larger minimum shrinks the last level below PNet's 12 px input;
+   TensorFlow then raises inside PNet, which mtcnn catches as "no faces": the whole frame silently comes back
+   empty (measured on the astronaut at 240-480 px: fine up to 22, empty from 24-26 on; the last level is
+   12 * 1.99 * (12 / min_face_size) * [0.84, 1.19] px, so 20 is the largest value safe for every size).
+   Larger faces-only searches are done by downscaling instead (`max_side`), which is also faster.
+3. Box geometry. Our attribute models were trained on crops of Haar-style boxes plus a margin; MTCNN boxes
+   are not Haar boxes, so a face crop would be framed differently from training. Measured on 125 faces both
+   detectors found (the ../shared photos and video frames, dlib_faces photos, skimage astronaut; Haar at
+   scale 1.05, MTCNN confidence >= 0.95, pairs with IoU >= 0.3), relative to the MTCNN box (w, h):
+       MTCNN boxes are tall: h / w = 1.36 (median; sd 0.07); Haar boxes are square.
+       Haar side = 1.31 w = 0.96 h = 1.125 * sqrt(w h)   (sd ~ 10 % in each form)
+       Haar centre - MTCNN centre = (+0.02 w, +0.01 h)     (sd 0.08 w, 0.04 h)
+   So MTCNN is mostly narrower (no cheeks/ears) and very slightly higher, not much shorter or longer. We
+   return the square of side 1.125 * sqrt(w h) centred at (cx + 0.02 w, cy + 0.01 h): its IoU with the Haar
+   box of the same face rises from 0.71 to 0.84 (median; 10th percentile 0.61 -> 0.70).
+
+Quality on dlib_faces and speed: see `python -m detectors.quality --detector mtcnn` and `DEFAULTS` below.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from detectors.base import register
+from detectors.downscale import downscale
+from inference.errors import DetectorError
+from inference.types import FaceBox
+
+# Measured MTCNN -> Haar geometry (see module docstring).
+HAAR_SIDE_PER_SQRT_AREA = 1.125
+HAAR_SHIFT_X = 0.02  # of the MTCNN box width
+HAAR_SHIFT_Y = 0.01  # of the MTCNN box height
+
+SAFE_MIN_FACE_SIZE = (12, 20)  # PNet's input size .. the largest value that never empties the pyramid
+
+
+@dataclass(frozen=True, slots=True)
+class MTCNNSettings:
+    """`max_side` is the searched copy's longest side; `min_face_size` is in that copy's pixels (clamped to
+    [12, 20], see the module docstring); `min_confidence` drops ONet's unsure faces."""
+
+    max_side: int | None = 360
+    min_face_size: int = 20
+    min_confidence: float = 0.9
+
+    def __post_init__(self) -> None:
+        if self.max_side is not None and self.max_side < 48:
+            raise ValueError(f"max_side must be >= 48 px, got {self.max_side}")
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ValueError(f"min_confidence must be within [0, 1], got {self.min_confidence}")
+
+    @property
+    def safe_min_face_size(self) -> int:
+        low, high = SAFE_MIN_FACE_SIZE
+        return min(high, max(low, int(self.min_face_size)))
+
+
+def to_haar_geometry(x: float, y: float, w: float, h: float, score: float) -> FaceBox:
+    """The Haar-style square for an MTCNN box (measured affine correction; see module docstring)."""
+    side = HAAR_SIDE_PER_SQRT_AREA * math.sqrt(w * h)
+    cx = x + w / 2.0 + HAAR_SHIFT_X * w
+    cy = y + h / 2.0 + HAAR_SHIFT_Y * h
+    return FaceBox(cx - side / 2.0, cy - side / 2.0, side, side, score)
+
+
+class MTCNNDetector:
+    """MTCNN behind the `FaceDetector` protocol. Boxes are Haar-style squares in full-frame pixels; near the
+    frame edge they may reach past it (the face crop pads by repeating edge pixels, keeping the framing)."""
+
+    def __init__(self, settings: MTCNNSettings | None = None) -> None:
+        self.settings = settings or MTCNNSettings()
+        self.name = "mtcnn"
+        try:  # imported here: it pulls in TensorFlow, which the Haar-only path never needs
+            import tensorflow as tf
+            from mtcnn import MTCNN
+        except ImportError as exc:
+            raise DetectorError(f"MTCNN needs the 'mtcnn' and 'tensorflow' packages: {exc}") from exc
+        self._mtcnn = MTCNN(stages="face_and_landmarks_detection", device="CPU:0")
+        _compile_stages(self._mtcnn, tf)
+        self._lock = threading.Lock()
+
+    def detect(self, frame_bgr: np.ndarray) -> list[FaceBox]:
+        if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
+            raise ValueError(f"MTCNN needs a BGR image, got shape {frame_bgr.shape}")
+        small, back = downscale(frame_bgr, self.settings.max_side)
+        if min(small.shape[:2]) < 24:  # too small for one PNet window at the smallest pyramid level
+            return []
+        rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB).astype(np.float32)  # float32 end to end: no casts in TF
+        with self._lock:
+            if self._mtcnn is None:
+                raise DetectorError("MTCNN detector used after close()")
+            rows = self._mtcnn.detect_faces(
+                rgb, min_face_size=self.settings.safe_min_face_size, output_type="numpy", box_format="xywh"
+            )
+        rows = np.asarray(rows, dtype=np.float64)
+        boxes = []
+        for row in rows.reshape(-1, rows.shape[-1]) if rows.size else ():  # [image, x, y, w, h, score, ...]
+            x, y, w, h, score = (float(v) for v in row[1:6])
+            if score >= self.settings.min_confidence and w > 1 and h > 1:
+                boxes.append(to_haar_geometry(x, y, w, h, score).scaled(back))
+        boxes.sort(key=lambda b: (b.score, b.area), reverse=True)
+        return boxes
+
+    def close(self) -> None:
+        with self._lock:
+            self._mtcnn = None
+
+
+def _compile_stages(mtcnn, tf) -> None:
+    """Trace each stage's network once as a graph with a shape-free float32 input (every pyramid level and
+    crop batch reuses it). mtcnn 1.0 keeps the network in `stage._model`; if a later version moves it,
+    detection still works, only eagerly (slower), rather than failing."""
+    spec = [tf.TensorSpec([None, None, None, 3], tf.float32)]
+    for stage in mtcnn.stages:
+        model = getattr(stage, "_model", None)
+        if model is not None:
+            stage._model = tf.function(model, input_signature=spec)
+
+
+register("mtcnn", MTCNNDetector)
