@@ -117,11 +117,10 @@ def label_indices(labels: np.ndarray, classes: tuple[str, ...]) -> np.ndarray:
     return np.array([position[label] for label in labels.tolist()], dtype=np.int64)
 
 
-def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+def evaluate(args: argparse.Namespace, weights: Weights) -> dict[str, Any]:
     """Load data (cheap checks first), then the model, predict and score."""
     from training.metrics import score
 
-    weights = resolve_weights(args.task, args.weights)
     split_file = args.split_file or (utk_split_file(weights.folder) if args.dataset == "utkface" else None)
     data: EvalSet = load_eval_set(
         args.dataset, args.task, args.path, args.split, weights.card.input, weights.card.classes, split_file
@@ -214,9 +213,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = "facelens eval " + shlex.join(argv)
     try:
-        result = evaluate(args)
+        weights = resolve_weights(args.task, args.weights)
+        if args.write_card and weights.card_file is None:
+            raise WeightsError(f"--write-card needs a model card beside {weights.model_file}")
+        result = evaluate(args, weights)
         if args.write_card:
-            key = write_card(resolve_weights(args.task, args.weights), result, command)
+            key = write_card(weights, result, command)
             print(f"stored in the {args.task} card under evaluations[{key!r}]", file=sys.stderr)
         if args.json:
             print(json.dumps(result, indent=2))
