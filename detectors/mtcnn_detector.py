@@ -4,7 +4,8 @@ Three things make it usable live and safe for our classifiers:
 
 1. Speed. mtcnn 1.0 calls its Keras networks eagerly, once per pyramid level: ~150-500 ms per 640x480 frame
    here, mostly Python/Keras dispatch. Wrapping each network in one `tf.function` with a shape-free input
-   signature traces it once and gives identical boxes at ~35 ms CPU per frame on a 360 px copy.
+   signature traces it once and gives identical boxes at ~35-40 ms CPU per frame on a 360 px copy
+   (eager: ~180 ms CPU on the same copy).
 2. `min_face_size` is clamped to [12, 20]. mtcnn 1.0 keeps the pyramid's level *count* fixed (from the image
    size) and only moves its first scale, so a larger minimum shrinks the last level below PNet's 12 px input;
    TensorFlow then raises inside PNet, which mtcnn catches as "no faces": the whole frame silently comes back
@@ -20,9 +21,22 @@ Three things make it usable live and safe for our classifiers:
        Haar centre - MTCNN centre = (+0.02 w, +0.01 h)     (sd 0.08 w, 0.04 h)
    So MTCNN is mostly narrower (no cheeks/ears) and very slightly higher, not much shorter or longer. We
    return the square of side 1.125 * sqrt(w h) centred at (cx + 0.02 w, cy + 0.01 h): its IoU with the Haar
-   box of the same face rises from 0.71 to 0.84 (median; 10th percentile 0.61 -> 0.70).
+   box of the same face rises from 0.71 to 0.84 (median; 10th percentile 0.61 -> 0.71).
 
-Quality on dlib_faces and speed: see `python -m detectors.quality --detector mtcnn` and `DEFAULTS` below.
+Quality and speed (dlib_faces photos, 43 faces, IoU >= 0.5; 640x480 astronaut frame; CPU ms are medians of
+process CPU time on this shared 2-core EPYC next to a training job, so treat them as +-20 %):
+
+    max side   recall        precision     CPU ms / 640x480
+    240        0.93 (40/43)  1.00 (40/40)   25
+    288        0.98 (42/43)  1.00 (42/42)   31
+    320        0.98 (42/43)  0.98 (42/43)   35
+    360 (ours) 0.98 (42/43)  1.00 (42/42)   38-61   <- smallest face in a 640x480 frame: ~36 px
+    400        0.98 (42/43)  1.00 (42/42)   49
+    full frame 1.00 (43/43)  1.00 (43/43)   84
+    OpenCV Haar defaults: 0.84 (36/43), 0.90 (36/40), ~180 ms.   Raw MTCNN boxes at 360 (no geometry
+    correction): 41/43 and 41/42, so the correction also matches hand-labelled boxes better.
+
+    command: nice -n 10 python -m detectors.quality --detector mtcnn
 """
 
 from __future__ import annotations
@@ -49,8 +63,9 @@ SAFE_MIN_FACE_SIZE = (12, 20)  # PNet's input size .. the largest value that nev
 
 @dataclass(frozen=True, slots=True)
 class MTCNNSettings:
-    """`max_side` is the searched copy's longest side; `min_face_size` is in that copy's pixels (clamped to
-    [12, 20], see the module docstring); `min_confidence` drops ONet's unsure faces."""
+    """Defaults chosen by the table in the module docstring. `max_side` is the searched copy's longest side;
+    `min_face_size` is in that copy's pixels (clamped to [12, 20]); `min_confidence` drops ONet's unsure
+    faces."""
 
     max_side: int | None = 360
     min_face_size: int = 20
