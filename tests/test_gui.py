@@ -275,8 +275,8 @@ def test_without_a_camera_the_demo_starts_with_a_notice(qtbot, make_window, monk
     monkeypatch.setattr(main_window, "open_source", no_camera)
     window = make_window(source=None)
     assert window.source_spec == "demo"
-    assert window.view.notice.isVisible() and "No camera" in window.view.notice.label.text()
-    assert window.view.notice.open_button.isVisible()
+    assert window.notice.isVisible() and "No camera" in window.notice.label.text()
+    assert window.notice.open_button.isVisible()
     wait_streaming(qtbot, window, attributes=False)
     assert window.prefs.source is None  # a fallback is not remembered as the user's choice
 

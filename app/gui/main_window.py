@@ -18,11 +18,20 @@ from typing import TYPE_CHECKING
 import cv2
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
-from PySide6.QtWidgets import QApplication, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox
+from PySide6.QtWidgets import (
+    QApplication,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.capture import CaptureThread, LatestFrameSlot
 from app.gui.settings import APPLICATION, ORGANIZATION, GuiSettings, open_settings
-from app.gui.video_view import VideoView
+from app.gui.video_view import NoticeBar, VideoView
 from app.gui.workers import AnalysisWorker, DisplayWorker, Feed, PausableSource
 from app.recorder import Recorder, unique_path
 from app.sources import list_cameras, open_source
@@ -88,7 +97,14 @@ class MainWindow(QMainWindow):
         self.analysis = AnalysisWorker(self.feed, detector_name, models=models, weights_dir=weights_dir)
         self.display = DisplayWorker(self.feed, self.analysis, self.renderer)
         self.view = VideoView(self)
-        self.setCentralWidget(self.view)
+        self.notice = NoticeBar(self)
+        central = QWidget(self)
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.notice)
+        layout.addWidget(self.view, 1)
+        self.setCentralWidget(central)
         self.display.display_fps = self.view.fps.rate
 
         self.source: PausableSource | None = None
@@ -200,8 +216,8 @@ class MainWindow(QMainWindow):
         self.analysis.models_loaded.connect(self._on_models_loaded)
         self.stream_ended.connect(self._on_stream_ended)
         self.view.resized.connect(self._on_view_resized)
-        self.view.notice.demo_requested.connect(lambda: self.open_source_spec("demo"))
-        self.view.notice.open_requested.connect(self.open_file)
+        self.notice.demo_requested.connect(lambda: self.open_source_spec("demo"))
+        self.notice.open_requested.connect(self.open_file)
 
     # --- sources -----------------------------------------------------------------------------------------
     def _start_initial_source(self, explicit: str | None) -> None:
@@ -218,8 +234,8 @@ class MainWindow(QMainWindow):
         if explicit:
             text = f"Could not open {explicit}: {failures[0]}. Showing the built-in demo instead."
         else:
-            text = f"No camera could be opened ({failures[-1]}). Showing the built-in demo; open a video or photo?"
-        self.view.notice.show_message(text, offer_demo=False)
+            text = f"No camera could be opened: {failures[-1]}. Showing the built-in demo; open a video or photo?"
+        self.notice.show_message(text, offer_demo=False)
         self.statusBar().showMessage(failures[-1], 15000)
 
     def open_source_spec(self, spec: str) -> bool:
@@ -227,11 +243,11 @@ class MainWindow(QMainWindow):
         try:
             source = open_source(spec)
         except FaceLensError as exc:
-            self.view.notice.show_message(f"{exc}", offer_demo=self.source_spec != "demo")
+            self.notice.show_message(f"{exc}", offer_demo=self.source_spec != "demo")
             self.show_error(str(exc))
             return False
         self._start_source(spec, source, remember=True)
-        self.view.notice.hide()
+        self.notice.hide()
         return True
 
     def _start_source(self, spec: str, source: FrameSource, remember: bool) -> None:
@@ -268,7 +284,7 @@ class MainWindow(QMainWindow):
         if self.recorder is not None:
             self.stop_recording()
         if error:
-            self.view.notice.show_message(f"{error}", offer_demo=True)
+            self.notice.show_message(f"{error}", offer_demo=True)
             self.show_error(error)
         else:
             self.statusBar().showMessage(f"End of {self.source.name}", 10000)

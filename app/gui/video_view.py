@@ -1,5 +1,6 @@
 """The video area: paints the newest frame scaled to the widget with its aspect ratio kept, and a notice bar
-that says when something is missing (no camera) and offers what to do instead (demo, open a file)."""
+(placed above it, never over the picture) that says when something is missing (no camera) and offers what to
+do instead (demo, open a file)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ class NoticeBar(QFrame):
         super().__init__(parent)
         self.setObjectName("notice")
         self.setStyleSheet(
-            "#notice { background: rgba(40, 40, 40, 225); border-bottom: 1px solid #d9a400; }"
+            "#notice { background: #3a3320; border-bottom: 2px solid #d9a400; }"
             "QLabel { color: #f2f2f2; } QPushButton { padding: 3px 10px; }"
         )
         self.label = QLabel(self)
@@ -56,7 +57,6 @@ class NoticeBar(QFrame):
         self.label.setText(text)
         self.demo_button.setVisible(offer_demo)
         self.show()
-        self.raise_()
 
 
 class VideoView(QWidget):
@@ -78,7 +78,6 @@ class VideoView(QWidget):
         self.placeholder = "Starting…"
         self.fps = FpsMeter()
         self.frames_painted = 0
-        self.notice = NoticeBar(self)
 
     def sizeHint(self) -> QSize:  # noqa: N802 - Qt API
         return QSize(960, 720)
@@ -105,8 +104,6 @@ class VideoView(QWidget):
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
         super().resizeEvent(event)
         self.resized.emit(*self.pixel_size())
-        self.notice.setFixedWidth(self.width())
-        self.notice.adjustSize()
 
     def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt API
         painter = QPainter(self)
