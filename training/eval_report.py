@@ -63,7 +63,7 @@ def plot_confusion(result: dict[str, Any], path: Path) -> Path:
         out=np.zeros_like(counts),
         where=counts.sum(axis=1, keepdims=True) > 0,
     )
-    size = 1.6 + 0.75 * len(labels)
+    size = 2.6 + 0.7 * len(labels)
     fig, ax = plt.subplots(figsize=(size + 1.2, size))
     image = ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
