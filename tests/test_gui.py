@@ -119,6 +119,7 @@ def test_demo_streams_with_weights_from_env_and_detector_switches_from_menu(
     monkeypatch.setenv("FACELENS_WEIGHTS", str(tiny_weights_dir))
     window = make_window(models=None)  # loads the models from FACELENS_WEIGHTS, off the GUI thread
     wait_streaming(qtbot, window)
+    assert window.analysis.models_state == "ready"
     assert window.analysis.detector_name == "haar"
     image, view = window.view.image, window.view
     assert abs(image.width() / image.height() - 640 / 480) < 0.01  # scaled to the view, aspect kept
@@ -286,6 +287,7 @@ def test_missing_weights_show_an_error_and_boxes_still_display(qtbot, make_windo
     window = make_window(models=None)
     qtbot.waitUntil(lambda: bool(window.errors), timeout=STREAM_TIMEOUT_MS)
     assert "not found" in window.errors[-1]
+    assert window.analysis.models_state == "failed"
     wait_streaming(qtbot, window, attributes=False)
     faces = window.analysis.latest(window._generation).faces
     assert all(face.emotion is None for face in faces)

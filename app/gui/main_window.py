@@ -201,7 +201,7 @@ class MainWindow(QMainWindow):
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
         self.status_labels: dict[str, QLabel] = {}
-        for key in ("source", "detector", "display", "analysis", "faces", "recording"):
+        for key in ("models", "source", "detector", "display", "analysis", "faces", "recording"):
             label = QLabel(self)
             label.setContentsMargins(6, 0, 6, 0)
             bar.addPermanentWidget(label)
@@ -263,6 +263,7 @@ class MainWindow(QMainWindow):
         )
         self._capture.start()
         self.pause_action.setChecked(False)
+        self.statusBar().clearMessage()
         self.view.fps.reset()
         self.setWindowTitle(f"FaceLens — {source.name}")
         if remember:
@@ -502,6 +503,9 @@ class MainWindow(QMainWindow):
         labels["analysis"].setText(f"Analysis {self.analysis.fps.rate():.1f} fps")
         result = self.analysis.latest(self._generation)
         labels["faces"].setText(f"Faces: {len(result.faces) if result else 0}")
+        state = self.analysis.models_state
+        labels["models"].setText({"loading": "Loading models…", "failed": "No attribute models"}.get(state, ""))
+        labels["models"].setVisible(state != "ready")
         if self.recorder is not None:
             error = self.display.record_error
             if error:

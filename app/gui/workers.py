@@ -184,6 +184,7 @@ class AnalysisWorker(QObject):
         self._requested: str = detector
         self._enabled: set[str] | None = None
         self._detector_name = ""
+        self.models_state = "loading"  # then "ready", or "failed" (detection only)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="facelens-analysis", daemon=True)
 
@@ -259,6 +260,7 @@ class AnalysisWorker(QObject):
 
                 models = load_models(self._weights_dir)
             except FaceLensError as exc:
+                self.models_state = "failed"
                 self.models_failed.emit(str(exc))
                 return
         with self._lock:
@@ -327,6 +329,7 @@ class AnalysisWorker(QObject):
             if enabled is not None:
                 analyzer.enabled = set(enabled) & set(models)
             self.analyzer = analyzer
+            self.models_state = "ready"
             self.models_loaded.emit(sorted(models))
 
 
