@@ -133,7 +133,22 @@ def test_demo_streams_with_weights_from_env_and_detector_switches_from_menu(
     assert window.detector_actions["counting"].isChecked()
     assert window.analysis.analyzer.detector is counting[0]
     wait_streaming(qtbot, window, frames=10)  # frames and labelled results keep coming with the new detector
+
+    window.cycle_action.trigger()  # "D": the next detector in menu order, wrapping around to the first
+    qtbot.waitUntil(lambda: window.analysis.detector_name == "haar", timeout=STREAM_TIMEOUT_MS)
+    assert window.detector_actions["haar"].isChecked()
+    qtbot.waitUntil(counting[0].closed.is_set, timeout=2000)  # the replaced detector was released
     assert not window.errors
+
+
+def test_shortcuts_are_the_documented_keys(make_window):
+    window = make_window()
+    keys = {
+        action: action.shortcut().toString()
+        for action in (window.record_action, window.snapshot_action, window.cycle_action, window.pause_action)
+    }
+    assert list(keys.values()) == ["R", "S", "D", "Space"]
+    assert {s.toString() for s in window.fullscreen_action.shortcuts()} == {"F11", "Ctrl+F"}
 
 
 def test_failing_detector_reports_and_the_previous_one_keeps_running(qtbot, make_window, monkeypatch):

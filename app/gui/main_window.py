@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Mapping
@@ -554,4 +555,10 @@ def run_gui(source: str | None = None, detector: str | None = None) -> int:
     app.setApplicationName(APPLICATION)
     window = MainWindow(source, detector)
     window.show()
+    # Ctrl+C in the terminal closes the window properly (finishing a recording). Python only sees the signal
+    # when it runs, so a timer hands it control a few times a second.
+    signal.signal(signal.SIGINT, lambda *_: window.close())
+    wake = QTimer(window)
+    wake.timeout.connect(lambda: None)
+    wake.start(200)
     return app.exec()

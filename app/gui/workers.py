@@ -30,7 +30,7 @@ from PySide6.QtGui import QImage
 
 from app.capture import Frame, LatestFrameSlot
 from app.recorder import Recorder
-from detectors.base import FaceDetector, create_detector
+from detectors.base import FaceDetector, available_detectors, create_detector
 from inference.analyzer import FrameAnalyzer
 from inference.errors import FaceLensError
 from inference.render import Renderer
@@ -300,8 +300,6 @@ class AnalysisWorker(QObject):
 
     def _first_detector(self) -> FaceDetector | None:
         """The requested detector, else the first built-in that loads (each failure reported)."""
-        from detectors.base import available_detectors
-
         names = [self._initial_detector] + [n for n in available_detectors() if n != self._initial_detector]
         for name in names:
             try:
@@ -381,6 +379,7 @@ class DisplayWorker(QObject):
         # The view's size in device pixels: frames are scaled to fit it here, so the GUI thread only blits.
         self.target_size: tuple[int, int] | None = None
         self.fps = FpsMeter()
+        # Frames actually painted per second, for the stats overlay; the view measures it, the window wires it.
         self.display_fps: Callable[[], float] = lambda: 0.0
         self.render_ms = collections.deque(maxlen=120)
         self._lock = threading.Lock()
