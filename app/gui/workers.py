@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import cv2
@@ -165,7 +166,7 @@ class AnalysisWorker(QObject):
         feed: Feed,
         detector: str,
         models: Mapping[str, AttributeModel] | None = None,
-        weights_dir: Any = None,
+        weights_dir: Path | None = None,
         tracker_factory: Callable[[], FaceTracker] = FaceTracker,
     ) -> None:
         super().__init__()
