@@ -143,7 +143,7 @@ def quiet_native_logs() -> Iterator[None]:
             yield
         except FaceLensError:
             raise
-        except BaseException:
+        except Exception:  # a bug or a broken install: the native log may say why (not so for Ctrl-C)
             replay = True
             raise
         finally:
@@ -269,18 +269,19 @@ def _analyze_loop(
     start = time.perf_counter()
     last: FrameResult | None = None
     try:
-        for frame in _frames(source, max_frames):
-            analyzed = last is None or frame.index % every == 0
-            if analyzed:
-                t = time.perf_counter()
-                last = result = analyzer.analyze(frame.image, frame.index, frame.timestamp)
-                summary.analysis_s += time.perf_counter() - t
-            else:
-                result = analyzer.tracker.follow(last, frame.timestamp) if analyzer.tracker else last
-            summary.add(result, analyzed)
-            if recorder is not None:
-                recorder.write(frame.image, result, frame.index, frame.timestamp)
-            progress.update(summary.frames, summary.face_detections)
+        with contextlib.closing(_frames(source, max_frames)) as frames:  # stops the reader on every way out
+            for count, frame in enumerate(frames):  # count, not index: a camera's indices have gaps
+                analyzed = last is None or count % every == 0
+                if analyzed:
+                    t = time.perf_counter()
+                    last = result = analyzer.analyze(frame.image, frame.index, frame.timestamp)
+                    summary.analysis_s += time.perf_counter() - t
+                else:
+                    result = analyzer.tracker.follow(last, frame.timestamp) if analyzer.tracker else last
+                summary.add(result, analyzed)
+                if recorder is not None:
+                    recorder.write(frame.image, result, frame.index, frame.timestamp)
+                progress.update(summary.frames, summary.face_detections)
     finally:
         progress.close()
         summary.wall_s = time.perf_counter() - start

@@ -4,7 +4,9 @@ models, delegation to train/eval/bench, and the GUI as the default."""
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
 import subprocess
 import sys
 import types
@@ -242,3 +244,28 @@ def test_python_dash_m_app_works():
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == "facelens: error: no such file: /no/such.mp4"
+
+
+def test_progress_line_only_on_a_terminal():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    term, pipe = Terminal(), io.StringIO()
+    for stream in (term, pipe):
+        progress = headless.Progress(100, stream)
+        progress._last = -1.0
+        progress.update(50, 3)
+        progress.close()
+    assert "\ranalyze: 50/100 frames  50%" in term.getvalue() and "3 faces" in term.getvalue()
+    assert pipe.getvalue() == ""
+
+
+def test_native_log_noise_is_hidden_unless_loading_breaks(capfd):
+    with headless.quiet_native_logs():
+        os.write(2, b"I0000 oneDNN custom operations are on\n")
+    assert capfd.readouterr().err == ""
+    with pytest.raises(RuntimeError), headless.quiet_native_logs():
+        os.write(2, b"libfoo.so: cannot open shared object\n")
+        raise RuntimeError("import failed")
+    assert "libfoo.so" in capfd.readouterr().err
