@@ -142,7 +142,19 @@ def _dispatch(argv: list[str]) -> int:
     return _gui(args.source, args.detector)
 
 
+def _check_display() -> None:
+    """Qt aborts the process (no exception, exit 134) when it finds no display; say so in one line instead."""
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
+        return
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise FaceLensError(
+            f"no display for the desktop app (DISPLAY and WAYLAND_DISPLAY are unset); "
+            f"'{PROG} analyze' and '{PROG} image' work without one"
+        )
+
+
 def _gui(source: str | None, detector: str | None) -> int:
+    _check_display()
     try:
         from app.gui.main_window import run_gui
     except ImportError as exc:

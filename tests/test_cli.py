@@ -229,6 +229,7 @@ def test_train_eval_bench_get_the_rest_of_the_command_line(capfd, monkeypatch):
 
 
 def test_no_command_opens_the_gui(capfd, monkeypatch):
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
     calls = []
     fake = types.ModuleType("app.gui.main_window")
     fake.run_gui = lambda source, detector: calls.append((source, detector)) or 0
@@ -269,3 +270,12 @@ def test_native_log_noise_is_hidden_unless_loading_breaks(capfd):
         os.write(2, b"libfoo.so: cannot open shared object\n")
         raise RuntimeError("import failed")
     assert "libfoo.so" in capfd.readouterr().err
+
+
+def test_gui_without_a_display_is_a_one_line_error(capfd, monkeypatch):
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the display check is for X11/Wayland")
+    for name in ("QT_QPA_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY"):
+        monkeypatch.delenv(name, raising=False)
+    code, _, err = run(capfd, "--source", "demo")
+    assert_one_line_error(code, err, "no display for the desktop app")
