@@ -113,7 +113,7 @@ def _stage_summary(lists: Mapping[str, Sequence[float]]) -> tuple[dict[str, floa
 
 
 def _common_report(
-    mode: str, spec: str, source: TimedSource, detector: str, elapsed: float, log: AnalysisLog
+    mode: str, spec: str, source: TimedSource, detector: str, elapsed: float, cpu_s: float, log: AnalysisLog
 ) -> dict[str, Any]:
     analyzed = len(log.results)
     faces = sum(log.detections)
@@ -131,11 +131,12 @@ def _common_report(
         "max_faces": max(log.detections, default=0),
         "analysis_fps": _round(analyzed / elapsed) if elapsed > 0 else 0.0,
         "ms_per_face": _round(log.model_ms_per_face()),
+        "cpu_cores_used": _round(cpu_s / elapsed) if elapsed > 0 else None,
     }
 
 
 def live_report(run: LiveRun, spec: str, detector: str, encode_ms: float | None) -> dict[str, Any]:
-    report = _common_report("live", spec, run.source, detector, run.elapsed_s, run.analysis)
+    report = _common_report("live", spec, run.source, detector, run.elapsed_s, run.cpu_s, run.analysis)
     stage_lists: dict[str, Sequence[float]] = {"read": run.source.read_ms}
     analysis = run.analysis.stage_ms()
     stage_lists.update({key: analysis[key] for key in ANALYSIS_STAGES})
@@ -168,7 +169,7 @@ def live_report(run: LiveRun, spec: str, detector: str, encode_ms: float | None)
 
 
 def headless_report(run: HeadlessRun, spec: str, detector: str) -> dict[str, Any]:
-    report = _common_report("headless", spec, run.source, detector, run.elapsed_s, run.analysis)
+    report = _common_report("headless", spec, run.source, detector, run.elapsed_s, run.cpu_s, run.analysis)
     analysis = run.analysis.stage_ms()
     stage_lists: dict[str, Sequence[float]] = {"read": run.source.read_ms}
     stage_lists.update({key: analysis[key] for key in ANALYSIS_STAGES})
@@ -238,6 +239,7 @@ def format_report(report: Mapping[str, Any]) -> str:
     rows += [
         ("faces per frame (max)", f"{_fmt(report['faces_per_frame'], 2)} ({report['max_faces']})", ""),
         ("model ms per face", _fmt(report["ms_per_face"], 2), ""),
+        ("CPU cores used (of the machine's)", f"{_fmt(report['cpu_cores_used'], 2)} ({machine['cpu_count']})", ""),
         ("peak memory MiB", _fmt(report["peak_memory_mib"], 0), ""),
     ]
     lines.append(f"{'':<40}{'measured':>16}  target")
@@ -293,60 +295,64 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def build_analyzer(detector_name: str, models: Mapping[str, Any]) -> Any:
-    """A tracked FrameAnalyzer whose detector counts its boxes."""
+def build_analyzer(detector: Any, models: Mapping[str, Any]) -> Any:
+    """A tracked FrameAnalyzer whose detector (a FaceDetector, or a name to create one) counts its boxes."""
     from detectors.base import create_detector
     from inference.analyzer import FrameAnalyzer
     from inference.tracking import FaceTracker
 
-    return FrameAnalyzer(CountingDetector(create_detector(detector_name)), models, FaceTracker())
+    if isinstance(detector, str):
+        detector = create_detector(detector)
+    return FrameAnalyzer(CountingDetector(detector), models, FaceTracker())
 
 
-def _measure(args: argparse.Namespace, models: Mapping[str, Any]) -> dict[str, Any]:
+def _measure(args: argparse.Namespace, source: Any, detector: Any, models: Mapping[str, Any]) -> dict[str, Any]:
     from inference.render import Renderer
 
-    detector = args.detector or "haar"
     seconds = args.seconds or DEFAULT_SECONDS
-    source = open_source(args.source)
-    try:
-        analyzer = build_analyzer(detector, models)
-    except BaseException:
-        source.close()
-        raise
-    try:
-        try:
-            warm_up(source, analyzer)
-        except BaseException:
-            source.close()
-            raise
-        load_before = load_average()
-        if args.headless:
-            report = headless_report(run_headless(source, analyzer, seconds), args.source, detector)
-        else:
-            run = run_live(source, analyzer, Renderer(), seconds)
-            encode_ms = measure_encode(run.encode_sample, source.fps, source.size, analyzer.classes)
-            report = live_report(run, args.source, detector, encode_ms)
-        report["load_before"], report["load_after"] = load_before, load_average()
-    finally:
-        analyzer.detector.close()
+    analyzer = build_analyzer(detector, models)
+    warm_up(source, analyzer)
+    load_before = load_average()
+    if args.headless:
+        report = headless_report(run_headless(source, analyzer, seconds), args.source, detector.name)
+    else:
+        run = run_live(source, analyzer, Renderer(), seconds)
+        encode_ms = measure_encode(run.encode_sample, source.fps, source.size, analyzer.classes)
+        report = live_report(run, args.source, detector.name, encode_ms)
+    report["load_before"], report["load_after"] = load_before, load_average()
     return report
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    """Run `facelens bench`; FaceLensErrors (bad source, detector or weights) propagate to the CLI, which
-    prints them as one line with exit code 2."""
+    """Run `facelens bench`. FaceLensErrors (bad source, detector or weights) propagate to the CLI, which
+    prints them as one line with exit code 2; the source and the detector are checked before the models
+    load, so a typo costs no waiting."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     out = sys.stdout if out is None else out
-    from inference.models import load_models
+    from detectors.base import available_detectors, create_detector
 
-    models = load_models(args.weights, engine=args.engine)
-    if args.sweep:
-        from app.bench_sweep import format_sweep, run_sweep
+    source = detector = None
+    try:
+        if args.sweep:
+            if args.detector and args.detector not in available_detectors():
+                create_detector(args.detector)  # raises the registry's one-line DetectorError
+        else:
+            source = open_source(args.source)
+            detector = create_detector(args.detector or "haar")
+        from inference.models import load_models
 
-        report = run_sweep(models, args.detector, args.seconds)
-    else:
-        report = _measure(args, models)
+        models = load_models(args.weights, engine=args.engine)
+        if args.sweep:
+            from app.bench_sweep import format_sweep, run_sweep
+
+            report = run_sweep(models, args.detector, args.seconds)
+        else:
+            report = _measure(args, source, detector, models)
+    finally:
+        for held in (source, detector):
+            if held is not None:
+                held.close()
     report["machine"] = machine_info(models)
     report["peak_memory_mib"] = _round(peak_memory_mib(), 1)
     if args.json:

@@ -119,6 +119,7 @@ class LiveRun:
     """Raw measurements of one live run (see `run_live`)."""
 
     elapsed_s: float
+    cpu_s: float  # process CPU time over the run, all threads: how much of the machine the app used
     source: TimedSource
     analysis: AnalysisLog
     displayed: int
@@ -160,13 +161,13 @@ def run_live(source: FrameSource, analyzer: Any, renderer: Any, seconds: float) 
     capture = CaptureThread(timed, slot, realtime=True, name="facelens-bench-capture")
     worker = threading.Thread(target=analyse, name="facelens-bench-analysis", daemon=True)
     display = _DisplayLoop(analyzer, renderer, timed.captured_at, source.size)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     capture.start()
     worker.start()
     try:
         display.run(slot, stop, start, start + seconds, log)
     finally:
-        end = time.perf_counter()
+        end, cpu_end = time.perf_counter(), time.process_time()
         stop.set()
         capture.stop()
         worker.join(5.0)
@@ -176,6 +177,7 @@ def run_live(source: FrameSource, analyzer: Any, renderer: Any, seconds: float) 
         raise SourceError(capture.error)
     return LiveRun(
         elapsed_s=end - start,
+        cpu_s=cpu_end - cpu_start,
         source=timed,
         analysis=log,
         displayed=display.displayed,
@@ -254,6 +256,7 @@ class _DisplayLoop:
 @dataclass
 class HeadlessRun:
     elapsed_s: float
+    cpu_s: float
     source: TimedSource
     analysis: AnalysisLog
 
@@ -266,7 +269,7 @@ def run_headless(source: FrameSource, analyzer: Any, seconds: float) -> Headless
     log = AnalysisLog()
     detector = analyzer.detector
     capture = CaptureThread(timed, queue, realtime=False, name="facelens-bench-reader")
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     capture.start()
     try:
         while time.perf_counter() - start < seconds:
@@ -275,11 +278,11 @@ def run_headless(source: FrameSource, analyzer: Any, seconds: float) -> Headless
                 break
             log.add(analyzer.analyze(frame.image, frame.index, frame.timestamp), detector)
     finally:
-        end = time.perf_counter()
+        end, cpu_end = time.perf_counter(), time.process_time()
         capture.stop()
     if capture.error:
         raise SourceError(capture.error)
-    return HeadlessRun(end - start, timed, log)
+    return HeadlessRun(end - start, cpu_end - cpu_start, timed, log)
 
 
 def measure_encode(
