@@ -28,7 +28,6 @@ import numpy as np
 from app.bench_pipeline import (
     ANALYSIS_STAGES,
     AnalysisLog,
-    CountingDetector,
     HeadlessRun,
     LiveRun,
     TimedSource,
@@ -296,14 +295,14 @@ def _positive_float(text: str) -> float:
 
 
 def build_analyzer(detector: Any, models: Mapping[str, Any]) -> Any:
-    """A tracked FrameAnalyzer whose detector (a FaceDetector, or a name to create one) counts its boxes."""
+    """A tracked FrameAnalyzer (as `facelens analyze` and the GUI build it) for a FaceDetector or a name."""
     from detectors.base import create_detector
     from inference.analyzer import FrameAnalyzer
     from inference.tracking import FaceTracker
 
     if isinstance(detector, str):
         detector = create_detector(detector)
-    return FrameAnalyzer(CountingDetector(detector), models, FaceTracker())
+    return FrameAnalyzer(detector, models, FaceTracker())
 
 
 def _measure(args: argparse.Namespace, source: Any, detector: Any, models: Mapping[str, Any]) -> dict[str, Any]:

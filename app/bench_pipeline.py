@@ -28,7 +28,7 @@ import numpy as np
 from app.capture import CaptureThread, Frame, FrameQueue, LatestFrameSlot
 from app.sources import FrameSource
 from inference.errors import SourceError
-from inference.types import ATTRIBUTES, FaceBox, FrameResult
+from inference.types import ATTRIBUTES, FrameResult
 
 WARMUP_ANALYSES = 2  # compiles whatever the first real frame needs (MTCNN's graphs, a model bucket) untimed
 POLL_S = 0.05
@@ -36,23 +36,6 @@ PREFETCH_FRAMES = 8
 ENCODE_SAMPLE_FRAMES = 30  # rendered frames kept to measure the recorder's encoding cost after the run
 ENCODE_SAMPLE_BYTES = 96 * 1024 * 1024
 ANALYSIS_STAGES = ("detect", "preprocess", *ATTRIBUTES, "track")
-
-
-class CountingDetector:
-    """Wraps a FaceDetector to keep the boxes of its last call: the number of faces the models were fed is a
-    detection count, whereas a tracked result also holds faces it merely remembers for a moment."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.last_boxes: list[FaceBox] = []
-
-    def detect(self, frame_bgr: np.ndarray) -> list[FaceBox]:
-        self.last_boxes = list(self.inner.detect(frame_bgr))
-        return self.last_boxes
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 class TimedSource:
@@ -88,10 +71,10 @@ class AnalysisLog:
     ready_at: list[float] = field(default_factory=list)
     detections: list[int] = field(default_factory=list)
 
-    def add(self, result: FrameResult, detector: CountingDetector) -> None:
+    def add(self, result: FrameResult, analyzer: Any) -> None:
         self.results.append(result)
         self.ready_at.append(time.perf_counter())
-        self.detections.append(len(detector.last_boxes))
+        self.detections.append(len(analyzer.last_boxes))  # faces fed to the models, not those remembered
 
     def stage_ms(self) -> dict[str, list[float]]:
         return {key: [r.timings.get(key, 0.0) for r in self.results] for key in (*ANALYSIS_STAGES, "total")}
@@ -140,7 +123,6 @@ def run_live(source: FrameSource, analyzer: Any, renderer: Any, seconds: float) 
     stop = threading.Event()
     log = AnalysisLog()  # the display reads its newest result; list appends are atomic
     failure: list[BaseException] = []
-    detector = analyzer.detector
 
     def analyse() -> None:
         last = -1
@@ -153,7 +135,7 @@ def run_live(source: FrameSource, analyzer: Any, renderer: Any, seconds: float) 
                     continue
                 last = frame.index
                 result = analyzer.analyze(frame.image, frame.index, frame.timestamp)
-                log.add(result, detector)
+                log.add(result, analyzer)
         except BaseException as exc:  # handed to the display loop, which re-raises it on the main thread
             failure.append(exc)
             stop.set()
@@ -267,7 +249,6 @@ def run_headless(source: FrameSource, analyzer: Any, seconds: float) -> Headless
     timed = TimedSource(source)
     queue = FrameQueue(PREFETCH_FRAMES)
     log = AnalysisLog()
-    detector = analyzer.detector
     capture = CaptureThread(timed, queue, realtime=False, name="facelens-bench-reader")
     start, cpu_start = time.perf_counter(), time.process_time()
     capture.start()
@@ -276,7 +257,7 @@ def run_headless(source: FrameSource, analyzer: Any, seconds: float) -> Headless
             frame = queue.get()
             if frame is None:
                 break
-            log.add(analyzer.analyze(frame.image, frame.index, frame.timestamp), detector)
+            log.add(analyzer.analyze(frame.image, frame.index, frame.timestamp), analyzer)
     finally:
         end, cpu_end = time.perf_counter(), time.process_time()
         capture.stop()

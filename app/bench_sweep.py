@@ -86,7 +86,7 @@ def measure_cell(analyzer: Any, width: int, height: int, faces: int, seconds: fl
         for key in ("detect", "preprocess", "track"):
             stages[key].append(timings.get(key, 0.0))
         stages["models"].append(sum(timings.get(attr, 0.0) for attr in ATTRIBUTES))
-        hits.append(found(analyzer.detector.last_boxes, truth))
+        hits.append(found(analyzer.last_boxes, truth))
         index += 1
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     return {

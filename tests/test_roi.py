@@ -1,0 +1,158 @@
+"""Region detection between full scans (detectors/roi.py) and its use by the analyzer: the plan of regions,
+boxes mapped back to full-frame pixels, when full scans happen, and faces kept (real Haar, real frames)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+from app import demo
+from detectors.haar import HaarDetector
+from detectors.roi import Region, RegionSearch, RegionSettings, detect_in_region, plan_regions
+from inference.analyzer import FULL_SCAN_EVERY, FrameAnalyzer
+from inference.tracking import FaceTracker
+from inference.types import FaceBox
+
+HEAD = (slice(20, 230), slice(140, 310))  # the astronaut's head in skimage's 512x512 photo (face ~90x120 px)
+
+
+class SpyDetector:
+    """Delegates to a real detector and records the size of every image it was asked to search."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.name = inner, inner.name
+        self.shapes: list[tuple[int, int]] = []
+
+    def detect(self, frame_bgr: np.ndarray) -> list[FaceBox]:
+        self.shapes.append(frame_bgr.shape[:2])
+        return self.inner.detect(frame_bgr)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def full_scans(self, frame_shape: tuple[int, int]) -> int:
+        return sum(shape == frame_shape for shape in self.shapes)
+
+
+@pytest.fixture(scope="module")
+def haar():
+    detector = HaarDetector()
+    yield detector
+    detector.close()
+
+
+@pytest.fixture(scope="module")
+def head() -> np.ndarray:
+    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)[HEAD]
+
+
+def scene(head: np.ndarray, corners: list[tuple[int, int]]) -> np.ndarray:
+    """The demo background (640x480) with the astronaut's head pasted with its top-left corner at each point."""
+    canvas = demo.background().copy()
+    h, w = head.shape[:2]
+    for x, y in corners:
+        canvas[y : y + h, x : x + w] = head
+    return canvas
+
+
+def test_plan_regions_enlarges_clips_and_merges_overlaps() -> None:
+    far = plan_regions([FaceBox(100, 100, 40, 40), FaceBox(500, 300, 60, 60)], 640, 480, pad=0.75)
+    assert far == [Region(70, 70, 170, 170, 40.0), Region(455, 255, 605, 405, 60.0)]
+    near = plan_regions([FaceBox(100, 100, 40, 40), FaceBox(150, 110, 40, 40)], 640, 480, pad=0.75)
+    assert near == [Region(70, 70, 220, 180, 40.0)]
+    # Three in a row merge into one even when the first and the last do not overlap; the edge clips.
+    row = plan_regions([FaceBox(x, 0, 40, 40) for x in (0, 60, 120)], 640, 480, pad=0.75)
+    assert row == [Region(0, 0, 190, 70, 40.0)]
+    assert plan_regions([FaceBox(700, 500, 20, 20)], 640, 480, pad=0.75) == []
+
+
+def test_region_boxes_are_in_full_frame_pixels(haar, head) -> None:
+    frame = scene(head, [(300, 200)])
+    full = haar.detect(frame)
+    assert len(full) == 1
+    region = plan_regions(full, 640, 480, pad=0.75)[0]
+    found = detect_in_region(haar, frame, region, face_px=48)
+    assert len(found) == 1 and found[0].iou(full[0]) >= 0.7
+
+
+def test_settings_are_checked() -> None:
+    with pytest.raises(ValueError):
+        RegionSettings(full_every=0)
+    with pytest.raises(ValueError):
+        RegionSettings(face_px=10)
+
+
+def test_demo_faces_are_kept_with_a_full_scan_every_fifth_frame(haar) -> None:
+    spy = SpyDetector(haar)
+    search = RegionSearch(RegionSettings(full_every=5))
+    found = truth = 0
+    frames = 40
+    for i in range(frames):
+        frame, boxes = demo.render_frame(i), demo.face_boxes(i)
+        got = search.detect(spy, frame, i / demo.FPS)
+        truth += len(boxes)
+        found += sum(any(b.iou(g) >= 0.5 for g in got) for b in boxes)
+    assert found >= truth - 1, f"regions found {found} of {truth} faces"
+    assert search.full_scans + search.region_scans == frames
+    assert frames / 5 <= search.full_scans <= frames / 5 + 3
+    assert spy.full_scans((480, 640)) == search.full_scans
+    small = [shape for shape in spy.shapes if shape != (480, 640)]
+    assert small and max(h * w for h, w in small) < 0.1 * 480 * 640, "region searches should be small images"
+
+
+def test_a_new_face_is_found_within_full_every_frames(haar, head) -> None:
+    search = RegionSearch(RegionSettings(full_every=5))
+    one, two = scene(head, [(40, 40)]), scene(head, [(40, 40), (420, 240)])
+    for i in range(3):
+        assert len(search.detect(haar, one, i / 30)) == 1
+    counts = [len(search.detect(haar, two, (3 + i) / 30)) for i in range(5)]
+    assert counts[-1] == 2 and counts[0] == 1, counts  # not seen by the regions, then by the next full scan
+
+
+def test_a_face_that_jumps_is_found_on_the_same_frame(haar, head) -> None:
+    search = RegionSearch(RegionSettings(full_every=5))
+    search.detect(haar, scene(head, [(40, 40)]), 0.0)
+    moved = search.detect(haar, scene(head, [(420, 240)]), 1 / 30)
+    assert len(moved) == 1 and moved[0].x > 400
+    assert search.full_scans == 2
+
+
+def test_a_pause_forces_a_full_scan(haar, head) -> None:
+    search = RegionSearch(RegionSettings(full_every=5, max_gap_s=0.5))
+    frame = scene(head, [(300, 200)])
+    search.detect(haar, frame, 0.0)
+    search.detect(haar, frame, 0.1)
+    assert (search.full_scans, search.region_scans) == (1, 1)
+    search.detect(haar, frame, 2.0)
+    assert (search.full_scans, search.region_scans) == (2, 1)
+
+
+def test_analyzer_searches_regions_only_with_a_tracker(haar, head) -> None:
+    frame = scene(head, [(300, 200)])
+    tracked_spy, photo_spy, off_spy = SpyDetector(haar), SpyDetector(haar), SpyDetector(haar)
+    tracked = FrameAnalyzer(tracked_spy, {}, FaceTracker())
+    photos = FrameAnalyzer(photo_spy, {})
+    off = FrameAnalyzer(off_spy, {}, FaceTracker(), full_scan_every=1)
+    for i in range(2 * FULL_SCAN_EVERY):
+        for analyzer in (tracked, photos, off):
+            result = analyzer.analyze(frame, i, i / 30)
+            assert len(analyzer.last_boxes) == 1 and len(result.faces) == 1
+    assert tracked_spy.full_scans((480, 640)) == 2
+    assert photo_spy.full_scans((480, 640)) == off_spy.full_scans((480, 640)) == 2 * FULL_SCAN_EVERY
+
+
+def test_analyzer_rescans_in_full_after_a_detector_swap_or_reset(haar, head) -> None:
+    frame = scene(head, [(300, 200)])
+    first, second = SpyDetector(haar), SpyDetector(haar)
+    analyzer = FrameAnalyzer(first, {}, FaceTracker())
+    analyzer.analyze(frame, 0, 0.0)
+    analyzer.analyze(frame, 1, 1 / 30)
+    assert first.full_scans((480, 640)) == 1 and len(first.shapes) == 2
+    analyzer.set_detector(second)
+    analyzer.analyze(frame, 2, 2 / 30)
+    assert second.shapes == [(480, 640)]
+    analyzer.reset()
+    analyzer.analyze(frame, 0, 0.0)
+    assert second.shapes == [(480, 640)] * 2
