@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from inference.cards import DEFAULT_CLASSES, load_card
+from training.splits import UTK_SPLIT_FILE
 
 pytestmark = pytest.mark.slow  # real (tiny) Keras training: ~5-15 s each on a busy 2-core CPU
 
@@ -100,7 +101,7 @@ def test_utkface_training_writes_its_split_beside_the_weights(tmp_path):
         "16",
     ]
     assert main(argv) == 0
-    split = json.loads((weights / "splits" / "utkface.json").read_text())
+    split = json.loads((weights / UTK_SPLIT_FILE).read_text())
     assert len(split["test"]) == len(split["val"]) == 4 and not set(split["test"]) & set(split["val"])
     assert load_card("gender", weights).classes == DEFAULT_CLASSES["gender"]
 
@@ -125,3 +126,16 @@ def test_missing_training_data_is_exit_2_with_one_line(tmp_path, capsys):
     assert code == 2
     assert err[-1].startswith("facelens train: error:") and "absent.csv" in err[-1]
     assert not (tmp_path / "w" / "emotion.keras").exists()
+
+
+def test_too_few_faces_for_a_validation_split_is_exit_2(tmp_path, capsys):
+    from training.train import main
+
+    folder = tmp_path / "UTKFace"
+    folder.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(folder / f"30_{i}_0_2017011600000000{i}.jpg.chip.jpg"), np.full((60, 60, 3), 90, np.uint8))
+    argv = ["gender", "--data", str(tmp_path), "--run-dir", str(tmp_path / "run"), "--export", str(tmp_path / "w")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) >= 1 and "validation split" in err[-1] and "Traceback" not in "".join(err)

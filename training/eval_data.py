@@ -11,6 +11,7 @@ import numpy as np
 from inference.cards import DEFAULT_CLASSES, TASKS, default_weights_dir
 from inference.errors import DatasetError
 from inference.preprocess import InputSpec
+from training.splits import UTK_SPLIT_FILE
 
 DATASETS: tuple[str, ...] = ("fer2013", "ferplus", "utkface", "fairface", "folders")
 DATASET_TASKS: dict[str, tuple[str, ...]] = {
@@ -45,8 +46,8 @@ class EvalSet:
 
 def utk_split_file(weights_dir: Path | None) -> Path:
     """The split saved beside the weights being evaluated, else the one shipped with FaceLens."""
-    candidates = [Path(weights_dir) / "splits" / "utkface.json"] if weights_dir else []
-    candidates.append(default_weights_dir() / "splits" / "utkface.json")
+    candidates = [Path(weights_dir) / UTK_SPLIT_FILE] if weights_dir else []
+    candidates.append(default_weights_dir() / UTK_SPLIT_FILE)
     for candidate in candidates:
         if candidate.is_file():
             return candidate

@@ -192,7 +192,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "train; folders: test if present, else all",
     )
     parser.add_argument("--weights", type=Path, help="weights folder or .keras file (default: shipped weights)")
-    parser.add_argument("--split-file", type=Path, help="UTKFace split (default <weights>/splits/utkface.json)")
+    parser.add_argument("--split-file", type=Path, help="UTKFace split (default <weights>/splits/utk-faces-split.json)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--out-dir", type=Path, default=Path("."), help="where the confusion-matrix PNG goes")
     parser.add_argument("--tta", action="store_true", help="average each face with its mirror image")

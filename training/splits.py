@@ -16,6 +16,8 @@ import numpy as np
 from inference.errors import DatasetError
 
 SPLIT_NAMES = ("train", "val", "test")
+# Where the UTKFace split lives inside a weights folder.
+UTK_SPLIT_FILE = Path("splits") / "utk-faces-split.json"
 
 
 def stratified_split(keys: Sequence[str], fractions: tuple[float, float] = (0.1, 0.1), seed: int = 1234

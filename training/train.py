@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 
 from inference.cards import DEFAULT_CLASSES, TASKS, ModelCard  # noqa: E402
 from inference.errors import DatasetError, FaceLensError  # noqa: E402
+from training.splits import UTK_SPLIT_FILE  # noqa: E402
 from training.tasks import TASK_CONFIGS  # noqa: E402
 
 
@@ -61,12 +62,15 @@ def load_training_data(args: argparse.Namespace, spec, weights_dir: Path):
         val = fer_split(data, "PublicTest", spec)
         keys = train.labels
     else:
-        split_file = args.split_file or weights_dir / "splits" / "utkface.json"
+        split_file = args.split_file or weights_dir / UTK_SPLIT_FILE
         parts = utk_splits(path, spec, args.task, split_file)
         train, val = parts["train"], parts["val"]
         # Balance over (label, race, age band) cells so rare groups weigh more, not just rare labels.
         keys = np.array([f"{y}|{r}|{a}" for y, r, a in zip(train.labels, train.groups["race"],
                                                            train.groups["age"], strict=True)])
+    if len(val.labels) == 0 or len(train.labels) == 0:
+        raise DatasetError(f"{path}: too few faces to hold out a validation split ({len(train.labels)} train, "
+                           f"{len(val.labels)} val); training needs both")
     n_classes = len(DEFAULT_CLASSES[args.task])
     if train.soft_targets is None:
         train.soft_targets = np.eye(n_classes, dtype=np.float32)[train.labels]
