@@ -20,7 +20,10 @@ full scan every 5th frame, and faces found (boxes; the demo against its true box
 
     (RegionSearch.detect and the detector's own full-frame detect run side by side on every frame)
 
-MTCNN gains less: most of its cost per call is fixed (three networks, a pyramid), not per pixel. Shrinking
+MTCNN gains less: most of its cost per call is fixed (three networks, a pyramid), not per pixel, so with
+many faces a region search can cost more than a full scan. The search therefore keeps running means of both
+costs and scans in full whenever (regions x cost of one) would exceed a full scan (1080p group clip, 4-8
+faces: MTCNN regions alone 134 CPU ms per frame vs 130 for full scans; with the cost check 119). Shrinking
 regions further (face 32-40 px) did not make MTCNN cheaper; for Haar the benchmark helper measured that a
 36 px face and pad 0.5 lost ~10 % of the demo's faces, so 48 px and pad 0.75 it is.
 
@@ -30,6 +33,7 @@ without a tracker.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -137,6 +141,11 @@ class RegionSearch:
         self.settings = settings or RegionSettings()
         self.full_scans = 0
         self.region_scans = 0
+        # Running means of the wall ms of a full scan and of one region's search with this detector. A region
+        # search costs per region (MTCNN's fixed cost per call is ~10-15 ms), so with many faces a full scan
+        # can be the cheaper one; then we scan in full.
+        self._full_ms: float | None = None
+        self._region_ms: float | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -148,14 +157,17 @@ class RegionSearch:
         """Faces in `frame` (full-frame pixels, best score first), searched in full or around known faces."""
         gap = None if self._last_time is None else timestamp - self._last_time
         self._last_time = timestamp
-        if self._full_scan_due(gap):
+        height, width = frame.shape[:2]
+        regions = [] if self._full_scan_due(gap) else plan_regions(self._known, width, height, self.settings.pad)
+        if not regions or not self._regions_cheaper(len(regions)):
             return self._full_scan(detector, frame)
         self._since_full = (self._since_full or 0) + 1
         self.region_scans += 1
-        height, width = frame.shape[:2]
+        start = time.perf_counter()
         candidates: list[FaceBox] = []
-        for region in plan_regions(self._known, width, height, self.settings.pad):
+        for region in regions:
             candidates += detect_in_region(detector, frame, region, self.settings.face_px)
+        self._region_ms = _mean(self._region_ms, (time.perf_counter() - start) * 1000.0 / len(regions))
         kept = self._match_known(candidates)
         if len(kept) < len(self._known):
             # A face moved out of its region, turned away or left: scan the whole frame now, so a moving face
@@ -167,7 +179,9 @@ class RegionSearch:
         return list(kept)
 
     def _full_scan(self, detector: FaceDetector, frame: np.ndarray, also: Sequence[FaceBox] = ()) -> list[FaceBox]:
+        start = time.perf_counter()
         boxes = list(detector.detect(frame))
+        self._full_ms = _mean(self._full_ms, (time.perf_counter() - start) * 1000.0)
         boxes += [b for b in also if all(b.iou(f) < self.settings.keep_iou for f in boxes)]
         boxes.sort(key=lambda b: (b.score, b.area), reverse=True)
         self._known, self._since_full = boxes, 0
@@ -180,6 +194,11 @@ class RegionSearch:
         if gap is None or gap < 0 or gap > self.settings.max_gap_s:
             return True
         return self._since_full + 1 >= self.settings.full_every
+
+    def _regions_cheaper(self, count: int) -> bool:
+        if self._full_ms is None or self._region_ms is None:
+            return True  # not measured yet: try
+        return count * self._region_ms < self._full_ms
 
     def _match_known(self, candidates: Sequence[FaceBox]) -> list[FaceBox]:
         """For each known face, the unused candidate overlapping its last box most (at least keep_iou). Other
@@ -200,3 +219,8 @@ class RegionSearch:
             used_k.add(ki)
             kept.append(candidates[ci])
         return kept
+
+
+def _mean(old: float | None, new: float, weight: float = 0.2) -> float:
+    """Exponential running mean (recent calls count most: the load and the faces change)."""
+    return new if old is None else old + weight * (new - old)

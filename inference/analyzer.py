@@ -85,8 +85,8 @@ class FrameAnalyzer:
         so when this returns nobody uses the old detector any more and the caller may close it."""
         with self._detector_lock:
             old, self._detector = self._detector, detector
-            if self.regions is not None:  # another detector's boxes differ: start from a full scan
-                self.regions.reset()
+            if self.regions is not None:  # another detector's boxes and costs differ: start afresh
+                self.regions = RegionSearch(self.regions.settings)
         return old
 
     def reset(self) -> None:

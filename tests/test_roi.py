@@ -156,3 +156,44 @@ def test_analyzer_rescans_in_full_after_a_detector_swap_or_reset(haar, head) -> 
     analyzer.reset()
     analyzer.analyze(frame, 0, 0.0)
     assert second.shapes == [(480, 640)] * 2
+
+
+class SquareDetector:
+    """A detector double with a fixed cost per call: finds white squares on black, like faces in a frame."""
+
+    name = "squares"
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+        self.calls = 0
+
+    def detect(self, frame_bgr: np.ndarray) -> list[FaceBox]:
+        import time
+
+        self.calls += 1
+        time.sleep(self.delay_s)
+        grey = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
+        contours, _ = cv2.findContours((grey > 128).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        return [FaceBox(*map(float, cv2.boundingRect(c)), 1.0) for c in contours]
+
+
+def squares(corners: list[tuple[int, int]], side: int = 40) -> np.ndarray:
+    frame = np.zeros((480, 640, 3), np.uint8)
+    for x, y in corners:
+        frame[y : y + side, x : x + side] = 255
+    return frame
+
+
+def test_many_regions_that_cost_more_than_a_full_scan_give_full_scans() -> None:
+    """A detector whose every call costs the same (like MTCNN's fixed cost per call) gains nothing from four
+    regions: after measuring both, the search scans in full; with one face, regions stay cheaper."""
+    many = squares([(40, 40), (400, 40), (40, 380), (400, 380)])
+    detector = SquareDetector(delay_s=0.01)
+    search = RegionSearch(RegionSettings(full_every=100))
+    for i in range(6):
+        assert len(search.detect(detector, many, i / 30)) == 4
+    assert search.region_scans == 1 and search.full_scans == 5 and detector.calls == 1 + 4 + 4
+    one = RegionSearch(RegionSettings(full_every=100))
+    for i in range(6):
+        assert one.detect(detector, squares([(300, 200)]), i / 30)[0].iou(FaceBox(300, 200, 40, 40)) > 0.9
+    assert one.full_scans == 1 and one.region_scans == 5
