@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 POLL_S = 0.05  # how long a loop waits for a frame before it looks at its stop flag and pending changes again
+# How long the display waits for a frame before it looks for a new analysis result: a result is drawn on the
+# frame on screen within this time instead of on the next captured frame (up to a frame interval later).
+RESULT_POLL_S = 0.004
 JOIN_S = 3.0
 
 
@@ -130,12 +133,14 @@ class Feed:
             return self._slot, self._generation
 
 
-def wait_frame(feed: Feed, after: tuple[int, int], stop: threading.Event) -> tuple[Frame | None, int]:
-    """The newest frame after `after` = (generation, index), waiting up to POLL_S; (None, gen) when there is
-    none yet. An ended stream (closed slot) is waited on through `stop` so loops never spin."""
+def wait_frame(
+    feed: Feed, after: tuple[int, int], stop: threading.Event, timeout: float = POLL_S
+) -> tuple[Frame | None, int]:
+    """The newest frame after `after` = (generation, index), waiting up to `timeout`; (None, gen) when there
+    is none yet. An ended stream (closed slot) is waited on through `stop` (POLL_S) so loops never spin."""
     slot, generation = feed.current()
     last = after[1] if after[0] == generation else -1
-    frame = slot.wait_newer(last, timeout=POLL_S)
+    frame = slot.wait_newer(last, timeout=timeout)
     if frame is None and slot.closed:
         stop.wait(POLL_S)
     return frame, generation
@@ -426,7 +431,7 @@ class DisplayWorker(QObject):
         after = (-1, -1)
         frame: Frame | None = None
         while not self._stop.is_set():
-            new, generation = wait_frame(self._feed, after, self._stop)
+            new, generation = wait_frame(self._feed, after, self._stop, RESULT_POLL_S)
             if new is not None:
                 frame, after = new, (generation, new.index)
                 self._dirty.clear()
@@ -438,7 +443,8 @@ class DisplayWorker(QObject):
                 self._show(frame, generation, record=False)
 
     def _analysis_is_newer(self, frame: Frame | None, generation: int) -> bool:
-        """A still stream (paused, ended, a photo between frames) still shows results that arrive later."""
+        """A result that arrived since the last draw is drawn at once on the frame on screen (not on the next
+        captured frame, up to a frame interval later), and a still stream (paused, ended, a photo) shows it."""
         if frame is None or self._last is None:
             return False
         result = self._analysis.latest(generation)
