@@ -32,6 +32,9 @@ from inference.types import ATTRIBUTES, FrameResult
 
 WARMUP_ANALYSES = 2  # compiles whatever the first real frame needs (MTCNN's graphs, a model bucket) untimed
 POLL_S = 0.05
+# As app.gui.workers.RESULT_POLL_S: the display waits this long for a frame, then draws a newer result on the
+# frame on screen (not importable from there: that module needs Qt).
+RESULT_POLL_S = 0.004
 PREFETCH_FRAMES = 8
 ENCODE_SAMPLE_FRAMES = 30  # rendered frames kept to measure the recorder's encoding cost after the run
 ENCODE_SAMPLE_BYTES = 96 * 1024 * 1024
@@ -175,7 +178,8 @@ def run_live(source: FrameSource, analyzer: Any, renderer: Any, seconds: float) 
 
 class _DisplayLoop:
     """What the GUI's display worker does with each captured frame, timed: newest result, `follow`,
-    `annotate` with the on-screen stats, and the pixel copy of `to_qimage` (as an RGB conversion)."""
+    `annotate` with the on-screen stats, and the pixel copy of `to_qimage` (as an RGB conversion); like the
+    GUI, it also redraws the frame on screen when a result arrives between two frames."""
 
     def __init__(self, analyzer: Any, renderer: Any, captured_at: list[float], size: tuple[int, int]) -> None:
         self.analyzer = analyzer
@@ -193,41 +197,50 @@ class _DisplayLoop:
         self._sample_cap = max(2, min(ENCODE_SAMPLE_FRAMES, ENCODE_SAMPLE_BYTES // frame_bytes))
 
     def run(self, slot: LatestFrameSlot, stop: threading.Event, start: float, deadline: float, log: AnalysisLog):
-        last_index, last_result = -1, -1
-        tracker = self.analyzer.tracker
+        last_index = -1
+        current: Frame | None = None
+        self._last_result = -1
         while not stop.is_set() and time.perf_counter() < deadline:
-            frame = slot.wait_newer(last_index, timeout=POLL_S)
+            frame = slot.wait_newer(last_index, timeout=RESULT_POLL_S)
             if frame is None:
                 if slot.closed:
                     return
+                if current is not None and log.results and log.results[-1].index != self._last_result:
+                    self._draw(current, log, start, new_frame=False)  # a result arrived between two frames
                 continue
             self.skipped += max(0, frame.index - last_index - 1)
             last_index = frame.index
-            t0 = time.perf_counter()
-            result = log.results[-1] if log.results else None
-            shown = tracker.follow(result, frame.timestamp) if result is not None and tracker is not None else result
-            t1 = time.perf_counter()
-            now = t1 - start
-            stats = {
-                "display fps": self.displayed / now if now > 0 else 0.0,
-                "analysis fps": len(log.results) / now if now > 0 else 0.0,
-            }
-            if result is not None:
-                stats["analysis ms"] = float(result.timings.get("total", 0.0))
-            annotated = self.renderer.annotate(frame.image, shown, stats)
-            t2 = time.perf_counter()
-            np.ascontiguousarray(cv2.cvtColor(annotated, cv2.COLOR_BGR2RGB))  # the QImage's own pixels
-            t3 = time.perf_counter()
+            current = frame
+            self._draw(frame, log, start, new_frame=True)
+
+    def _draw(self, frame: Frame, log: AnalysisLog, start: float, new_frame: bool) -> None:
+        tracker = self.analyzer.tracker
+        t0 = time.perf_counter()
+        result = log.results[-1] if log.results else None
+        shown = tracker.follow(result, frame.timestamp) if result is not None and tracker is not None else result
+        t1 = time.perf_counter()
+        now = t1 - start
+        stats = {
+            "display fps": self.displayed / now if now > 0 else 0.0,
+            "analysis fps": len(log.results) / now if now > 0 else 0.0,
+        }
+        if result is not None:
+            stats["analysis ms"] = float(result.timings.get("total", 0.0))
+        annotated = self.renderer.annotate(frame.image, shown, stats)
+        t2 = time.perf_counter()
+        np.ascontiguousarray(cv2.cvtColor(annotated, cv2.COLOR_BGR2RGB))  # the QImage's own pixels
+        t3 = time.perf_counter()
+        self.follow_ms.append((t1 - t0) * 1000.0)
+        self.render_ms.append((t2 - t1) * 1000.0)
+        self.convert_ms.append((t3 - t2) * 1000.0)
+        if new_frame:  # redraws of a frame on screen are neither displayed frames nor recorded
             self.displayed += 1
-            self.follow_ms.append((t1 - t0) * 1000.0)
-            self.render_ms.append((t2 - t1) * 1000.0)
-            self.convert_ms.append((t3 - t2) * 1000.0)
             if result is not None:
                 self.behind.append(frame.index - result.index)
-                if result.index != last_result:  # this frame is the first to carry that analysis
-                    last_result = result.index
-                    self.latency_ms.append((t3 - self.captured_at[result.index]) * 1000.0)
             self._keep_sample(annotated, shown, frame)
+        if result is not None and result.index != self._last_result:  # the first drawing of that analysis
+            self._last_result = result.index
+            self.latency_ms.append((t3 - self.captured_at[result.index]) * 1000.0)
 
     def _keep_sample(self, annotated: np.ndarray, shown: FrameResult | None, frame: Frame) -> None:
         if len(self.sample) >= self._sample_cap:
