@@ -20,7 +20,7 @@ from detectors import base as detector_registry  # noqa: E402
 from detectors.base import create_detector  # noqa: E402
 from inference.errors import SourceError  # noqa: E402
 
-STREAM_TIMEOUT_MS = 15000
+STREAM_TIMEOUT_MS = 60_000  # generous: model loading on a loaded 2-core CI machine takes 10-30 s
 
 
 class CountingDetector:
