@@ -7,7 +7,6 @@ import threading
 import time
 
 import numpy as np
-import pytest
 
 from app.capture import Frame, LatestFrameSlot
 from app.gui import workers
@@ -28,7 +27,7 @@ class StubAnalysis:
         return self.result
 
 
-def test_a_result_is_drawn_on_the_frame_on_screen_without_a_new_frame(qapp) -> None:
+def test_a_result_is_drawn_on_the_frame_on_screen_without_a_new_frame(qapp) -> None:  # pytest-qt QApplication
     feed, analysis = workers.Feed(), StubAnalysis()
     slot = LatestFrameSlot()
     feed.replace(slot)
@@ -65,10 +64,3 @@ def test_a_result_is_drawn_on_the_frame_on_screen_without_a_new_frame(qapp) -> N
     # frame or a POLL_S timeout instead would take 0-50 ms each time, so six draws under 30 ms would be luck.
     assert max(waits) < 0.03, [f"{w * 1000:.0f} ms" for w in waits]
     assert not np.array_equal(display.last_annotated(), before)
-
-
-@pytest.fixture
-def qapp():
-    from PySide6.QtCore import QCoreApplication
-
-    return QCoreApplication.instance() or QCoreApplication([])
