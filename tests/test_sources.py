@@ -65,16 +65,6 @@ def test_demo_faces_are_found_by_opencv_haar(index):
         assert any(box.iou(f) >= 0.4 for f in found), f"face {box} missed in frame {index}: {found}"
 
 
-def test_demo_is_cheap_to_generate():
-    demo.render_frame(0)
-    start = time.perf_counter()
-    for index in range(60):
-        demo.render_frame(index)
-    per_frame_ms = (time.perf_counter() - start) / 60 * 1000
-    # ~1 ms on a loaded 2-core machine; the bound only catches a regression to per-frame re-cropping etc.
-    assert per_frame_ms < 8.0
-
-
 @pytest.mark.parametrize(
     ("name", "fps", "count", "size"),
     [
