@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import cv2
 import numpy as np
 import pytest
@@ -217,13 +215,3 @@ def test_unknown_attribute_switch_is_rejected():
         Renderer(show={"age": True})
 
 
-def test_rendering_is_fast_enough_for_every_displayed_frame():
-    frame = np.full((480, 640, 3), 90, np.uint8)
-    result = scene(frame)
-    renderer = Renderer(bars=True)
-    renderer.annotate(frame, result, {"display fps": 30.0})  # warm the text cache
-    start = time.process_time()
-    for _ in range(20):
-        renderer.annotate(frame, result, {"display fps": 30.0})
-    per_frame_ms = (time.process_time() - start) / 20 * 1000
-    assert per_frame_ms < 10.0  # ~1.5 ms measured; generous for a loaded CI machine
