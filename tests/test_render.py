@@ -213,5 +213,3 @@ def test_bad_frames_are_rejected(image, message: str):
 def test_unknown_attribute_switch_is_rejected():
     with pytest.raises(ValueError, match="unknown attribute"):
         Renderer(show={"age": True})
-
-
