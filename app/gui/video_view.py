@@ -8,7 +8,7 @@ from PySide6.QtCore import QRect, QSize, Qt, Signal, Slot
 from PySide6.QtGui import QColor, QImage, QPainter, QPaintEvent
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QWidget
 
-from app.gui.workers import FpsMeter
+from app.gui.workers import FRAME_KEY, FpsMeter
 
 BACKGROUND = QColor(24, 24, 24)
 
@@ -78,6 +78,7 @@ class VideoView(QWidget):
         self.placeholder = "Starting…"
         self.fps = FpsMeter()
         self.frames_painted = 0
+        self._last_frame = ""
 
     def sizeHint(self) -> QSize:  # noqa: N802 - Qt API
         return QSize(960, 720)
@@ -121,4 +122,7 @@ class VideoView(QWidget):
         if not self._painted:
             self._painted = True
             self.frames_painted += 1
-            self.fps.tick()
+            frame = self._image.text(FRAME_KEY)
+            if not frame or frame != self._last_frame:  # redraws of one frame with a newer result don't count
+                self._last_frame = frame
+                self.fps.tick()

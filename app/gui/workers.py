@@ -47,6 +47,7 @@ POLL_S = 0.05  # how long a loop waits for a frame before it looks at its stop f
 # How long the display waits for a frame before it looks for a new analysis result: a result is drawn on the
 # frame on screen within this time instead of on the next captured frame (up to a frame interval later).
 RESULT_POLL_S = 0.004
+FRAME_KEY = "facelens-frame"  # QImage text key naming the source frame an image shows
 JOIN_S = 3.0
 
 
@@ -468,6 +469,8 @@ class DisplayWorker(QObject):
         if record:
             self._record(annotated, shown, frame)
         qimage = to_qimage(fit_to(annotated, self.target_size))
+        # The view counts display fps over distinct source frames; a redraw for a new result is not a new frame.
+        qimage.setText(FRAME_KEY, f"{generation}:{frame.index}")
         with self._lock:
             was_empty = self._mailbox is None
             self._mailbox = qimage
