@@ -44,15 +44,24 @@ class ModelCard:
             raise WeightsError(f"model card for {self.task} needs >= 2 distinct classes, got {self.classes}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"task": self.task, "classes": list(self.classes), "input": self.input.to_dict(),
-                "file": self.file, **self.details}
+        return {
+            "task": self.task,
+            "classes": list(self.classes),
+            "input": self.input.to_dict(),
+            "file": self.file,
+            **self.details,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelCard:
         known = {"task", "classes", "input", "file"}
-        return cls(task=str(data["task"]), classes=tuple(data["classes"]),
-                   input=InputSpec.from_dict(data["input"]), file=str(data["file"]),
-                   details={k: v for k, v in data.items() if k not in known})
+        return cls(
+            task=str(data["task"]),
+            classes=tuple(data["classes"]),
+            input=InputSpec.from_dict(data["input"]),
+            file=str(data["file"]),
+            details={k: v for k, v in data.items() if k not in known},
+        )
 
     def save(self, path: Path) -> None:
         """Write atomically so an interrupted save never leaves half a card next to good weights."""

@@ -32,8 +32,11 @@ def tiny_weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from inference.cards import DEFAULT_CLASSES, ModelCard
     from inference.preprocess import InputSpec
 
-    specs = {"emotion": InputSpec(48, "grey", 0.1), "gender": InputSpec(64, "rgb", 0.2),
-             "race": InputSpec(64, "rgb", 0.2)}
+    specs = {
+        "emotion": InputSpec(48, "grey", 0.1),
+        "gender": InputSpec(64, "rgb", 0.2),
+        "race": InputSpec(64, "rgb", 0.2),
+    }
     folder = tmp_path_factory.mktemp("tiny_weights")
     for task, spec in specs.items():
         keras.utils.set_random_seed(0)
@@ -44,5 +47,6 @@ def tiny_weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         outputs = keras.layers.Dense(len(DEFAULT_CLASSES[task]), activation="softmax")(x)
         keras.Model(inputs, outputs, name=f"tiny_{task}").save(folder / f"{task}.keras")
         ModelCard(task, DEFAULT_CLASSES[task], spec, f"{task}.keras", {"note": "untrained test model"}).save(
-            folder / f"{task}.json")
+            folder / f"{task}.json"
+        )
     return folder

@@ -4,10 +4,17 @@ from training.card_report import main, render
 
 def test_report_has_a_section_per_card_with_its_numbers(tiny_weights_dir, tmp_path):
     card = load_card("race", tiny_weights_dir)
-    card.details["evaluations"] = {"utkface/test": {
-        "n": 10, "accuracy": 0.8, "macro_f1": 0.7, "per_class": {"White": 0.9, "Black": 0.7},
-        "per_group": {"age": {"0-12": 0.5, "20-29": 0.9}}, "per_group_gap": {"age": {"best": "20-29",
-        "worst": "0-12", "gap": 0.4}}, "command": "facelens eval race ..."}}
+    card.details["evaluations"] = {
+        "utkface/test": {
+            "n": 10,
+            "accuracy": 0.8,
+            "macro_f1": 0.7,
+            "per_class": {"White": 0.9, "Black": 0.7},
+            "per_group": {"age": {"0-12": 0.5, "20-29": 0.9}},
+            "per_group_gap": {"age": {"best": "20-29", "worst": "0-12", "gap": 0.4}},
+            "command": "facelens eval race ...",
+        }
+    }
     folder = tmp_path / "w"
     folder.mkdir()
     for task in ("emotion", "gender"):

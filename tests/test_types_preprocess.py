@@ -9,8 +9,11 @@ from inference.types import FaceBox, Prediction
 
 @pytest.mark.parametrize(
     "kwargs, error",
-    [({"x": 0, "y": 0, "w": 0, "h": 5}, ValueError), ({"x": float("nan"), "y": 0, "w": 5, "h": 5}, ValueError),
-     ({"x": -3, "y": 2, "w": 5, "h": 5}, None)],
+    [
+        ({"x": 0, "y": 0, "w": 0, "h": 5}, ValueError),
+        ({"x": float("nan"), "y": 0, "w": 5, "h": 5}, ValueError),
+        ({"x": -3, "y": 2, "w": 5, "h": 5}, None),
+    ],
 )
 def test_facebox_validation(kwargs, error):
     if error:

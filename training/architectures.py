@@ -13,15 +13,22 @@ from keras import layers, regularizers
 
 
 def _conv_bn_relu(x, filters: int, strides: int = 1, weight_decay: float = 1e-4):
-    x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False,
-                      kernel_regularizer=regularizers.l2(weight_decay))(x)
+    x = layers.Conv2D(
+        filters, 3, strides=strides, padding="same", use_bias=False, kernel_regularizer=regularizers.l2(weight_decay)
+    )(x)
     x = layers.BatchNormalization()(x)
     return layers.ReLU()(x)
 
 
-def facelens_cnn(input_shape: Sequence[int], num_classes: int, widths: Sequence[int] = (32, 64, 128, 256),
-                 convs_per_stage: int = 2, stem_stride: int = 1, dropout: float = 0.4,
-                 name: str = "facelens_cnn") -> keras.Model:
+def facelens_cnn(
+    input_shape: Sequence[int],
+    num_classes: int,
+    widths: Sequence[int] = (32, 64, 128, 256),
+    convs_per_stage: int = 2,
+    stem_stride: int = 1,
+    dropout: float = 0.4,
+    name: str = "facelens_cnn",
+) -> keras.Model:
     """A VGG-style stack of 3x3 Conv-BN-ReLU stages ending in global average pooling.
 
     Chosen for accuracy per millisecond on a CPU: plain 3x3 convolutions run near peak in oneDNN (depthwise
@@ -67,7 +74,8 @@ ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
     "facelens_cnn": facelens_cnn,
     "facelens_small": lambda shape, n: facelens_cnn(shape, n, widths=(24, 48, 96, 192), name="facelens_small"),
     "facelens_tiny": lambda shape, n: facelens_cnn(shape, n, widths=(16, 32, 64, 128), name="facelens_tiny"),
-    "facelens_rgb": lambda shape, n: facelens_cnn(shape, n, widths=(24, 48, 96, 192), stem_stride=2,
-                                                  name="facelens_rgb"),
+    "facelens_rgb": lambda shape, n: facelens_cnn(
+        shape, n, widths=(24, 48, 96, 192), stem_stride=2, name="facelens_rgb"
+    ),
     "seed_finalized": seed_finalized_cnn,
 }

@@ -21,8 +21,7 @@ class AugmentConfig:
     contrast: tuple[float, float] = (0.75, 1.25)
 
 
-def augment_batch(images: np.ndarray, rng: np.random.Generator, config: AugmentConfig = AugmentConfig()
-                  ) -> np.ndarray:
+def augment_batch(images: np.ndarray, rng: np.random.Generator, config: AugmentConfig = AugmentConfig()) -> np.ndarray:
     """(n, h, w, c) uint8/float faces → float32 faces, each with its own flip, rotation, shift, zoom,
     brightness and contrast; borders repeat edge pixels the way `crop_face` does at frame edges."""
     n, height, width, channels = images.shape
@@ -40,8 +39,7 @@ def augment_batch(images: np.ndarray, rng: np.random.Generator, config: AugmentC
         face = images[i].astype(np.float32)
         if flips[i]:
             face = face[:, ::-1]
-        warped = cv2.warpAffine(face, matrix, (width, height), flags=cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_REPLICATE)
+        warped = cv2.warpAffine(face, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         out[i] = warped.reshape(height, width, channels)
     mean = out.mean(axis=(1, 2, 3), keepdims=True)
     out = (out - mean) * gains[:, None, None, None] + mean + offsets[:, None, None, None]

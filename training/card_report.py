@@ -35,8 +35,10 @@ KNOWN_LIMITS = {
     "race": "'Others' (Hispanic, Latino, Middle Eastern, ...) is the rarest and least accurate class. The groups "
     "come from UTKFace's annotators' judgement of appearance; mixed and ambiguous faces get one label anyway.",
 }
-NEVER = ("Never use these outputs to make decisions about people (hiring, access, policing, "
-         "surveillance, identification); they are estimates with the error rates shown.")
+NEVER = (
+    "Never use these outputs to make decisions about people (hiring, access, policing, "
+    "surveillance, identification); they are estimates with the error rates shown."
+)
 
 
 def pct(value: float) -> str:
@@ -44,12 +46,18 @@ def pct(value: float) -> str:
 
 
 def evaluation_section(key: str, result: dict[str, Any]) -> list[str]:
-    lines = [f"#### {key}: {pct(result['accuracy'])} accuracy, macro F1 {result['macro_f1']:.3f} "
-             f"(n = {result['n']})", ""]
+    lines = [
+        f"#### {key}: {pct(result['accuracy'])} accuracy, macro F1 {result['macro_f1']:.3f} (n = {result['n']})",
+        "",
+    ]
     per_class = result.get("per_class", {})
     if per_class:
-        lines += ["| " + " | ".join(per_class) + " |", "|" + "---:|" * len(per_class),
-                  "| " + " | ".join(pct(v) for v in per_class.values()) + " |", ""]
+        lines += [
+            "| " + " | ".join(per_class) + " |",
+            "|" + "---:|" * len(per_class),
+            "| " + " | ".join(pct(v) for v in per_class.values()) + " |",
+            "",
+        ]
     for grouping, table in (result.get("per_group") or {}).items():
         counts = (result.get("per_group_n") or {}).get(grouping, {})
         gap = (result.get("per_group_gap") or {}).get(grouping)
@@ -68,25 +76,36 @@ def model_section(card: ModelCard) -> list[str]:
     cost = d.get("cost", {})
     spec = card.input
     lines = [f"## {card.task}: `{card.file}`", ""]
-    lines += [f"- **Classes, in output order:** {', '.join(card.classes)}",
-              f"- **Input:** {spec.size}x{spec.size} {spec.color}, pixel values 0..255 (the model rescales). "
-              f"Crop: the detector's box, squared around its centre, enlarged by margin {spec.margin} "
-              "(see Crop policy). Prepared by `inference.preprocess.prepare_faces`, the same function training uses.",
-              f"- **Architecture:** `{d.get('architecture', '?')}`, {d.get('parameters', 0):,} parameters"
-              + (f", {cost['flops_per_face'] / 1e6:.1f} MFLOPs per face" if "flops_per_face" in cost else "")]
+    lines += [
+        f"- **Classes, in output order:** {', '.join(card.classes)}",
+        f"- **Input:** {spec.size}x{spec.size} {spec.color}, pixel values 0..255 (the model rescales). "
+        f"Crop: the detector's box, squared around its centre, enlarged by margin {spec.margin} "
+        "(see Crop policy). Prepared by `inference.preprocess.prepare_faces`, the same function training uses.",
+        f"- **Architecture:** `{d.get('architecture', '?')}`, {d.get('parameters', 0):,} parameters"
+        + (f", {cost['flops_per_face'] / 1e6:.1f} MFLOPs per face" if "flops_per_face" in cost else ""),
+    ]
     if cost:
-        lines.append(f"- **Cost on this CPU:** {cost.get('ms_per_face_batch8', float('nan')):.2f} ms per face at "
-                     f"batch 8; all three models together "
-                     f"{cost.get('total_ms_per_face_batch8_all_three', float('nan')):.2f} ms per face "
-                     f"({cost.get('hardware', '')}, load {cost.get('load_average_1min', '?')}; "
-                     f"`{cost.get('command', '')}`)")
+        lines.append(
+            f"- **Cost on this CPU:** {cost.get('ms_per_face_batch8', float('nan')):.2f} ms per face at "
+            f"batch 8; all three models together "
+            f"{cost.get('total_ms_per_face_batch8_all_three', float('nan')):.2f} ms per face "
+            f"({cost.get('hardware', '')}, load {cost.get('load_average_1min', '?')}; "
+            f"`{cost.get('command', '')}`)"
+        )
     if training:
         hours = training.get("train_seconds", 0) / 3600
-        lines.append(f"- **Training:** {training.get('dataset')} ({training.get('epochs_run')} epochs, best epoch "
-                     f"{training.get('best_epoch')}, validation accuracy {pct(training.get('val_accuracy', 0))}), "
-                     f"{hours:.2f} h on {training.get('hardware')}; `{training.get('command')}`")
-    lines += [f"- **Intended use:** {INTENDED_USE[card.task]} {NEVER}",
-              f"- **Known limits:** {KNOWN_LIMITS[card.task]}", "", "### Test results", ""]
+        lines.append(
+            f"- **Training:** {training.get('dataset')} ({training.get('epochs_run')} epochs, best epoch "
+            f"{training.get('best_epoch')}, validation accuracy {pct(training.get('val_accuracy', 0))}), "
+            f"{hours:.2f} h on {training.get('hardware')}; `{training.get('command')}`"
+        )
+    lines += [
+        f"- **Intended use:** {INTENDED_USE[card.task]} {NEVER}",
+        f"- **Known limits:** {KNOWN_LIMITS[card.task]}",
+        "",
+        "### Test results",
+        "",
+    ]
     evaluations = d.get("evaluations", {})
     if not evaluations:
         lines += ["Not evaluated yet: run `facelens eval ... --write-card`.", ""]

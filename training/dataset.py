@@ -13,8 +13,16 @@ from training.augment import AugmentConfig, augment_batch
 class FaceBatches(keras.utils.PyDataset):
     """Faces (n, h, w, c) uint8 with targets (n, k) probabilities and per-sample weights (n,)."""
 
-    def __init__(self, images: np.ndarray, targets: np.ndarray, weights: np.ndarray | None = None,
-                 batch_size: int = 128, augment: AugmentConfig | None = None, seed: int = 0, **kwargs) -> None:
+    def __init__(
+        self,
+        images: np.ndarray,
+        targets: np.ndarray,
+        weights: np.ndarray | None = None,
+        batch_size: int = 128,
+        augment: AugmentConfig | None = None,
+        seed: int = 0,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         if len(images) != len(targets):
             raise ValueError(f"{len(images)} images but {len(targets)} targets")
@@ -30,7 +38,7 @@ class FaceBatches(keras.utils.PyDataset):
         return math.ceil(len(self.images) / self.batch_size)
 
     def __getitem__(self, index: int):
-        idx = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        idx = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         faces = self.images[idx]
         x = augment_batch(faces, self.rng, self.augment) if self.augment else faces.astype(np.float32)
         y = self.targets[idx]

@@ -20,8 +20,9 @@ SPLIT_NAMES = ("train", "val", "test")
 UTK_SPLIT_FILE = Path("splits") / "utk-faces-split.json"
 
 
-def stratified_split(keys: Sequence[str], fractions: tuple[float, float] = (0.1, 0.1), seed: int = 1234
-                     ) -> dict[str, np.ndarray]:
+def stratified_split(
+    keys: Sequence[str], fractions: tuple[float, float] = (0.1, 0.1), seed: int = 1234
+) -> dict[str, np.ndarray]:
     """Indices for train/val/test with every stratum (e.g. gender|race|age band) split in the same proportion.
     Deterministic: the same keys and seed always give the same split."""
     val_fraction, test_fraction = fractions
@@ -36,8 +37,8 @@ def stratified_split(keys: Sequence[str], fractions: tuple[float, float] = (0.1,
         n_test = int(round(len(members) * test_fraction))
         n_val = int(round(len(members) * val_fraction))
         out["test"].extend(members[:n_test])
-        out["val"].extend(members[n_test:n_test + n_val])
-        out["train"].extend(members[n_test + n_val:])
+        out["val"].extend(members[n_test : n_test + n_val])
+        out["train"].extend(members[n_test + n_val :])
     return {name: np.sort(np.array(idx, dtype=np.int64)) for name, idx in out.items()}
 
 

@@ -36,8 +36,9 @@ def prepare_fer_faces(images: np.ndarray, spec: InputSpec) -> np.ndarray:
     return prepare_faces([crop_face(im, box, spec.margin) for im in images], spec).astype(np.uint8)
 
 
-def fer_split(data: FerData, split: str, spec: InputSpec, ferplus_weight: float = 0.0,
-              use_ferplus_labels: bool = False) -> SplitData:
+def fer_split(
+    data: FerData, split: str, spec: InputSpec, ferplus_weight: float = 0.0, use_ferplus_labels: bool = False
+) -> SplitData:
     part = data.split(split)
     images = prepare_fer_faces(part.images, spec)
     labels = part.labels
@@ -66,9 +67,18 @@ def utk_splits(path: Path, spec: InputSpec, task: str, split_file: Path) -> dict
         index = load_split(split_file, list(data.files))
     else:
         index = stratified_split(utk_strata(data), fractions=(0.1, 0.1), seed=UTK_SPLIT_SEED)
-        save_split(split_file, list(data.files), index,
-                   {"dataset": "UTKFace", "seed": UTK_SPLIT_SEED, "fractions": {"val": 0.1, "test": 0.1},
-                    "stratified_by": "gender x race x age band", "n_total": len(data.files)})
+        save_split(
+            split_file,
+            list(data.files),
+            index,
+            {
+                "dataset": "UTKFace",
+                "seed": UTK_SPLIT_SEED,
+                "fractions": {"val": 0.1, "test": 0.1},
+                "stratified_by": "gender x race x age band",
+                "n_total": len(data.files),
+            },
+        )
     out = {}
     for name, idx in index.items():
         mask = np.zeros(len(data.files), bool)

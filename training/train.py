@@ -66,11 +66,14 @@ def load_training_data(args: argparse.Namespace, spec, weights_dir: Path):
         parts = utk_splits(path, spec, args.task, split_file)
         train, val = parts["train"], parts["val"]
         # Balance over (label, race, age band) cells so rare groups weigh more, not just rare labels.
-        keys = np.array([f"{y}|{r}|{a}" for y, r, a in zip(train.labels, train.groups["race"],
-                                                           train.groups["age"], strict=True)])
+        keys = np.array(
+            [f"{y}|{r}|{a}" for y, r, a in zip(train.labels, train.groups["race"], train.groups["age"], strict=True)]
+        )
     if len(val.labels) == 0 or len(train.labels) == 0:
-        raise DatasetError(f"{path}: too few faces to hold out a validation split ({len(train.labels)} train, "
-                           f"{len(val.labels)} val); training needs both")
+        raise DatasetError(
+            f"{path}: too few faces to hold out a validation split ({len(train.labels)} train, "
+            f"{len(val.labels)} val); training needs both"
+        )
     n_classes = len(DEFAULT_CLASSES[args.task])
     if train.soft_targets is None:
         train.soft_targets = np.eye(n_classes, dtype=np.float32)[train.labels]
@@ -99,8 +102,10 @@ def hardware_description() -> str:
         import jax
 
         devices = ", ".join(sorted({d.device_kind for d in jax.devices()}))
-    return f"{devices}; {os.cpu_count()} CPU cores; {platform.machine()}; keras {keras.__version__} " \
-           f"({keras.backend.backend()})"
+    return (
+        f"{devices}; {os.cpu_count()} CPU cores; {platform.machine()}; keras {keras.__version__} "
+        f"({keras.backend.backend()})"
+    )
 
 
 class RunState:
@@ -108,8 +113,11 @@ class RunState:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.data = json.loads(path.read_text()) if path.is_file() else {"epoch": 0, "best": 0.0, "best_epoch": 0,
-                                                                          "seconds": 0.0}
+        self.data = (
+            json.loads(path.read_text())
+            if path.is_file()
+            else {"epoch": 0, "best": 0.0, "best_epoch": 0, "seconds": 0.0}
+        )
 
     def save(self) -> None:
         tmp = self.path.with_suffix(".tmp")
@@ -132,12 +140,15 @@ def make_callbacks(run_dir: Path, state: RunState, args: argparse.Namespace, sta
                 state.data.update(best=acc, best_epoch=epoch + 1)
             state.save()
             if args.time_budget and time.time() - started > args.time_budget * 60:
-                print(f"time budget of {args.time_budget} min reached after epoch {epoch + 1}; "
-                      f"resume with --resume", file=sys.stderr)
+                print(
+                    f"time budget of {args.time_budget} min reached after epoch {epoch + 1}; resume with --resume",
+                    file=sys.stderr,
+                )
                 self.model.stop_training = True
 
-    best = keras.callbacks.ModelCheckpoint(run_dir / "best.keras", monitor="val_accuracy", mode="max",
-                                           save_best_only=True)
+    best = keras.callbacks.ModelCheckpoint(
+        run_dir / "best.keras", monitor="val_accuracy", mode="max", save_best_only=True
+    )
     best.best = state.data["best"] or best.best
     return [
         keras.callbacks.ModelCheckpoint(run_dir / "last.keras"),
@@ -183,19 +194,29 @@ def export_model(run_dir: Path, weights_dir: Path, task: str, spec, state: RunSt
     model.save(tmp)
     os.replace(tmp, target)
     config = TASK_CONFIGS[task]
-    card = ModelCard(task, DEFAULT_CLASSES[task], spec, target.name, {
-        "architecture": model.name,
-        "parameters": int(model.count_params()),
-        "training": {
-            "dataset": config.dataset, "data_path": str(args.data or config.default_path),
-            "epochs_run": state.data["epoch"], "best_epoch": state.data["best_epoch"],
-            "val_accuracy": round(state.data["best"], 4), "train_seconds": round(state.data["seconds"]),
-            "hardware": hardware_description(), "batch_size": args.batch_size,
-            "ferplus_weight": args.ferplus_weight if task == "emotion" else None,
-            "balance_power": args.balance_power,
-            "command": "facelens train " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["train"] else sys.argv[1:]),
+    card = ModelCard(
+        task,
+        DEFAULT_CLASSES[task],
+        spec,
+        target.name,
+        {
+            "architecture": model.name,
+            "parameters": int(model.count_params()),
+            "training": {
+                "dataset": config.dataset,
+                "data_path": str(args.data or config.default_path),
+                "epochs_run": state.data["epoch"],
+                "best_epoch": state.data["best_epoch"],
+                "val_accuracy": round(state.data["best"], 4),
+                "train_seconds": round(state.data["seconds"]),
+                "hardware": hardware_description(),
+                "batch_size": args.batch_size,
+                "ferplus_weight": args.ferplus_weight if task == "emotion" else None,
+                "balance_power": args.balance_power,
+                "command": "facelens train " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["train"] else sys.argv[1:]),
+            },
         },
-    })
+    )
     card.save(weights_dir / f"{task}.json")
     return target
 
@@ -219,13 +240,17 @@ def run(args: argparse.Namespace) -> int:
     keras.utils.set_random_seed(args.seed)
 
     train, val, weights = load_training_data(args, spec, weights_dir)
-    print(f"{args.task}: {len(train.labels)} training faces, {len(val.labels)} validation faces, "
-          f"input {spec.size}x{spec.size} {spec.color}", file=sys.stderr)
+    print(
+        f"{args.task}: {len(train.labels)} training faces, {len(val.labels)} validation faces, "
+        f"input {spec.size}x{spec.size} {spec.color}",
+        file=sys.stderr,
+    )
     state = RunState(run_dir / "state.json")
     if args.resume and (run_dir / "last.keras").is_file():
         model = keras.saving.load_model(run_dir / "last.keras")
-        print(f"resuming from epoch {state.data['epoch']} (best val accuracy {state.data['best']:.4f})",
-              file=sys.stderr)
+        print(
+            f"resuming from epoch {state.data['epoch']} (best val accuracy {state.data['best']:.4f})", file=sys.stderr
+        )
     else:
         if args.resume:
             print("nothing to resume; starting a new run", file=sys.stderr)
@@ -236,8 +261,11 @@ def run(args: argparse.Namespace) -> int:
         if architecture not in ARCHITECTURES:
             raise DatasetError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
         model = ARCHITECTURES[architecture](spec.shape, len(DEFAULT_CLASSES[args.task]))
-        model.compile(optimizer=keras.optimizers.Adam(args.lr or config.learning_rate),
-                      loss="categorical_crossentropy", metrics=["accuracy"])
+        model.compile(
+            optimizer=keras.optimizers.Adam(args.lr or config.learning_rate),
+            loss="categorical_crossentropy",
+            metrics=["accuracy"],
+        )
     state.data["seconds_before"] = state.data.get("seconds", 0.0)
     epochs = args.epochs or config.epochs
     from training.augment import AugmentConfig
@@ -246,13 +274,21 @@ def run(args: argparse.Namespace) -> int:
     n_classes = len(DEFAULT_CLASSES[args.task])
     val_data = (val.images.astype(np.float32), np.eye(n_classes, dtype=np.float32)[val.labels])
     started = time.time()
-    model.fit(batches, validation_data=val_data, epochs=epochs, initial_epoch=state.data["epoch"],
-              callbacks=make_callbacks(run_dir, state, args, started), verbose=1 if sys.stderr.isatty() else 2)
+    model.fit(
+        batches,
+        validation_data=val_data,
+        epochs=epochs,
+        initial_epoch=state.data["epoch"],
+        callbacks=make_callbacks(run_dir, state, args, started),
+        verbose=1 if sys.stderr.isatty() else 2,
+    )
     if (run_dir / "log.csv").is_file():
         plot_curves(run_dir / "log.csv", run_dir / "curves.png", f"{args.task} ({model.name})")
     target = export_model(run_dir, weights_dir, args.task, spec, state, args)
-    print(f"best validation accuracy {state.data['best']:.4f} at epoch {state.data['best_epoch']}; "
-          f"exported {target}", file=sys.stderr)
+    print(
+        f"best validation accuracy {state.data['best']:.4f} at epoch {state.data['best_epoch']}; exported {target}",
+        file=sys.stderr,
+    )
     return 0
 
 

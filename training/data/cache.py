@@ -31,8 +31,9 @@ def cache_dir() -> Path:
     return Path(os.environ.get("FACELENS_CACHE", Path.home() / ".cache" / "facelens"))
 
 
-def cached_arrays(source: Path, tag: str, build: Callable[[], dict[str, np.ndarray]],
-                  keys: Sequence[str]) -> list[np.ndarray]:
+def cached_arrays(
+    source: Path, tag: str, build: Callable[[], dict[str, np.ndarray]], keys: Sequence[str]
+) -> list[np.ndarray]:
     """Return `build()`'s arrays, reusing a cache keyed by the source's path, size, mtime and `tag`."""
     stat = Path(source).stat()
     key = hashlib.sha1(f"{Path(source).resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{tag}".encode()).hexdigest()[:16]

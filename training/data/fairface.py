@@ -13,14 +13,13 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from inference.errors import DatasetError
-from inference.preprocess import InputSpec, crop_face, prepare_face
+from inference.preprocess import InputSpec
 from inference.types import FaceBox
 from training.data.cache import cached_arrays, open_text
-from training.data.utkface import detect_haar
+from training.data.utkface import detect_haar, load_face
 
 FAIRFACE_COLUMNS = ("file", "age", "gender", "race", "service_test")
 FAIRFACE_SPLITS = ("train", "val")
@@ -136,10 +135,7 @@ def fairface_box(image_bgr: np.ndarray) -> FaceBox:
 
 def load_fairface_face(path: Path, spec: InputSpec) -> np.ndarray:
     """Read one FairFace chip and prepare it exactly as the app prepares a detected face."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DatasetError(f"{path}: missing or unreadable image")
-    return prepare_face(crop_face(image, fairface_box(image), spec.margin), spec).astype(np.uint8)
+    return load_face(path, spec, fairface_box)
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,14 @@ FER_USAGES = ("Training", "PublicTest", "PrivateTest")
 # FER+ vote columns in FER2013 class order (Angry, Disgust, Fear, Happy, Sad, Surprise, Neutral).
 FERPLUS_COLUMNS = ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")
 FERPLUS_OTHER = ("contempt", "unknown", "NF")
-SPLIT_ALIASES = {"train": "Training", "val": "PublicTest", "test": "PrivateTest",
-                 "training": "Training", "publictest": "PublicTest", "privatetest": "PrivateTest"}
+SPLIT_ALIASES = {
+    "train": "Training",
+    "val": "PublicTest",
+    "test": "PrivateTest",
+    "training": "Training",
+    "publictest": "PublicTest",
+    "privatetest": "PrivateTest",
+}
 
 
 @dataclass(frozen=True)
@@ -144,8 +150,12 @@ def load_fer2013(path: Path, ferplus: Path | None | bool = True) -> FerData:
     """Load FER2013 from a CSV (plain/.gz/.xz) or its folder. `ferplus=True` looks for fer2013new.csv beside
     it (optional), a path requires it, False skips it."""
     csv = find_fer_csv(path)
-    images, labels, usage = cached_arrays(csv, "fer2013", lambda: dict(zip(
-        ("images", "labels", "usage"), parse_fer_csv(csv), strict=True)), keys=("images", "labels", "usage"))
+    images, labels, usage = cached_arrays(
+        csv,
+        "fer2013",
+        lambda: dict(zip(("images", "labels", "usage"), parse_fer_csv(csv), strict=True)),
+        keys=("images", "labels", "usage"),
+    )
     votes = None
     plus_path = csv.parent / "fer2013new.csv" if ferplus is True else ferplus
     if plus_path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,13 @@ log = logging.getLogger(__name__)
 
 UTK_NAME = re.compile(r"^(\d{1,3})_([01])_([0-4])_(\d{8,20})\.jpg(\.chip\.jpg)?$")
 AGE_BANDS: tuple[tuple[str, int, int], ...] = (
-    ("0-12", 0, 12), ("13-19", 13, 19), ("20-29", 20, 29), ("30-44", 30, 44), ("45-59", 45, 59), ("60+", 60, 200))
+    ("0-12", 0, 12),
+    ("13-19", 13, 19),
+    ("20-29", 20, 29),
+    ("30-44", 30, 44),
+    ("45-59", 45, 59),
+    ("60+", 60, 200),
+)
 # Mean Haar box on UTKFace's 200x200 chips as fractions of the side (x, y, w, h), measured on every 60th image
 # (389 found, 7 missed): the chips are about one Haar box wide, shifted ~9% down. Used when the cascade misses.
 FALLBACK_BOX = (-0.015, -0.092, 1.018, 1.018)
@@ -88,8 +95,9 @@ def detect_haar(image_bgr: np.ndarray) -> FaceBox | None:
         _CASCADE = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
     h, w = image_bgr.shape[:2]
     scale = DETECT_SIDE / max(h, w)
-    grey = cv2.cvtColor(cv2.resize(image_bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA),
-                        cv2.COLOR_BGR2GRAY)
+    grey = cv2.cvtColor(
+        cv2.resize(image_bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY
+    )
     pad = int(DETECT_SIDE * DETECT_PAD)
     grey = cv2.copyMakeBorder(grey, pad, pad, pad, pad, cv2.BORDER_CONSTANT)
     found = _CASCADE.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(DETECT_SIDE // 3,) * 2)
@@ -109,12 +117,13 @@ def haar_box(image_bgr: np.ndarray) -> FaceBox:
     return FaceBox(fx * w, fy * h, fw * w, fh * h)
 
 
-def load_face(path: Path, spec: InputSpec) -> np.ndarray:
-    """Read one photo and prepare it exactly as the app prepares a detected face."""
+def load_face(path: Path, spec: InputSpec, locate: Callable[[np.ndarray], FaceBox] = haar_box) -> np.ndarray:
+    """Read one photo and prepare it exactly as the app prepares a detected face; `locate` finds the
+    detector-style box on that dataset's chips."""
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        raise DatasetError(f"{path}: unreadable image")
-    return prepare_face(crop_face(image, haar_box(image), spec.margin), spec).astype(np.uint8)
+        raise DatasetError(f"{path}: missing or unreadable image")
+    return prepare_face(crop_face(image, locate(image), spec.margin), spec).astype(np.uint8)
 
 
 @dataclass(frozen=True)
@@ -135,9 +144,11 @@ class UtkData:
 
     def groups(self) -> dict[str, list[str]]:
         """Per-face group names used for the per-group accuracy tables."""
-        return {"gender": [DEFAULT_CLASSES["gender"][g] for g in self.gender],
-                "race": [DEFAULT_CLASSES["race"][r] for r in self.race],
-                "age": [age_band(int(a)) for a in self.age]}
+        return {
+            "gender": [DEFAULT_CLASSES["gender"][g] for g in self.gender],
+            "race": [DEFAULT_CLASSES["race"][r] for r in self.race],
+            "age": [age_band(int(a)) for a in self.age],
+        }
 
 
 def load_utkface(folder: Path, spec: InputSpec) -> UtkData:
@@ -155,5 +166,10 @@ def load_utkface(folder: Path, spec: InputSpec) -> UtkData:
     images, files = cached_arrays(root, tag, build, keys=("images", "files"))
     by_file = {r.file: r for r in records}
     ordered = [by_file[str(f)] for f in files]
-    return UtkData(images, files.astype(str), np.array([r.age for r in ordered]),
-                   np.array([r.gender for r in ordered]), np.array([r.race for r in ordered]))
+    return UtkData(
+        images,
+        files.astype(str),
+        np.array([r.age for r in ordered]),
+        np.array([r.gender for r in ordered]),
+        np.array([r.race for r in ordered]),
+    )
