@@ -67,7 +67,7 @@ def test_score_counts_accuracy_macro_f1_confusion_and_group_gaps():
 def fer_slice(tmp_path_factory) -> Path:
     """The first 200 PrivateTest faces of the real FER2013 (and their FER+ votes) as a small CSV pair.
     Reading the real file is fast after the first parse (cached in ~/.cache/facelens)."""
-    from training.data.fer2013 import FERPLUS_COLUMNS, FERPLUS_OTHER, load_fer2013
+    from training.data.fer import FERPLUS_COLUMNS, FERPLUS_OTHER, load_fer2013
 
     source = shared_path("datasets", "fer2013", "fer2013.csv.xz")
     data = load_fer2013(source).split("PrivateTest")

@@ -58,7 +58,7 @@ def write_fer(path: Path, rows, opener=open) -> Path:
     ("name", "opener"), [("fer2013.csv", open), ("fer2013.csv.gz", gzip.open), ("fer2013.csv.xz", lzma.open)]
 )
 def test_fer_csv_plain_and_compressed(tmp_path, name, opener):
-    from training.data.fer2013 import load_fer2013
+    from training.data.fer import load_fer2013
 
     rows = fer_rows(9)
     path = write_fer(tmp_path / name, rows, opener)
@@ -84,7 +84,7 @@ def test_fer_csv_plain_and_compressed(tmp_path, name, opener):
     ],
 )
 def test_fer_csv_malformed_rows_name_file_and_line(tmp_path, bad_row, message):
-    from training.data.fer2013 import load_fer2013
+    from training.data.fer import load_fer2013
 
     rows = fer_rows(3)
     rows.insert(1, bad_row)  # data row 2 = line 3 of the file
@@ -97,7 +97,7 @@ def test_fer_csv_malformed_rows_name_file_and_line(tmp_path, bad_row, message):
 
 
 def test_fer_csv_wrong_header(tmp_path):
-    from training.data.fer2013 import load_fer2013
+    from training.data.fer import load_fer2013
 
     path = tmp_path / "faces.csv"
     path.write_text("label,pixels\n1,2\n")
@@ -113,7 +113,7 @@ def write_ferplus(path: Path, votes: list[list[int]]) -> Path:
 
 
 def test_ferplus_alignment_mismatch_is_an_error(tmp_path):
-    from training.data.fer2013 import load_fer2013
+    from training.data.fer import load_fer2013
 
     csv = write_fer(tmp_path / "fer2013.csv", fer_rows(4))
     plus = write_ferplus(tmp_path / "fer2013new.csv", [[10, 0, 0, 0, 0, 0, 0, 0, 0, 0]] * 3)
@@ -122,7 +122,7 @@ def test_ferplus_alignment_mismatch_is_an_error(tmp_path):
 
 
 def test_ferplus_majority_skips_contempt_unknown_and_not_a_face(tmp_path):
-    from training.data.fer2013 import load_fer2013
+    from training.data.fer import load_fer2013
 
     csv = write_fer(tmp_path / "fer2013.csv", fer_rows(4))
     # columns: neutral happiness surprise sadness anger disgust fear contempt unknown NF
@@ -172,12 +172,12 @@ def make_utk_folder(root: Path, n_per_cell: int = 1) -> list[str]:
 
 
 def test_utkface_malformed_names_are_counted_and_skipped_with_one_warning(tmp_path, caplog):
-    from training.data.utkface import load_utkface, parse_name, scan_utkface
+    from training.data.utk import load_utkface, parse_name, scan_utkface
 
     good = make_utk_folder(tmp_path)
     for name in UTK_MALFORMED:
         assert parse_name(name) is None
-    with caplog.at_level(logging.WARNING, logger="training.data.utkface"):
+    with caplog.at_level(logging.WARNING, logger="training.data.utk"):
         records = scan_utkface(tmp_path)
     assert sorted(r.file for r in records) == sorted(good)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -188,7 +188,7 @@ def test_utkface_malformed_names_are_counted_and_skipped_with_one_warning(tmp_pa
 
 
 def test_utkface_missing_or_empty_folder(tmp_path):
-    from training.data.utkface import scan_utkface
+    from training.data.utk import scan_utkface
 
     with pytest.raises(DatasetError, match="not found"):
         scan_utkface(tmp_path / "absent")
@@ -407,7 +407,7 @@ def test_saved_split_round_trips(tmp_path):
 
 
 def test_utkface_training_face_equals_the_apps_preparation(tmp_path):
-    from training.data.utkface import haar_box, load_face
+    from training.data.utk import haar_box, load_face
 
     photo = astronaut_bgr()
     path = tmp_path / "face.png"  # lossless, so the file holds exactly `photo`

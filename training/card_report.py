@@ -128,7 +128,7 @@ at run time. Test faces were never used for training or for choosing a checkpoin
 **Crop policy.** At run time a face is the detector's box, squared, plus the model's margin. FER2013 faces
 and UTKFace chips are both about one Haar box wide (measured: the cascade's box on a padded FER face is 0.97 of
 the image; on a UTKFace chip 1.02, shifted 9% down), so the models use margin 0 and training crops UTKFace
-chips with the Haar box itself (`training.data.utkface.haar_box`). MTCNN boxes are mapped to Haar geometry
+chips with the Haar box itself (`training.data.utk.haar_box`). MTCNN boxes are mapped to Haar geometry
 by the detector, so both detectors feed the models the same framing.
 """
 

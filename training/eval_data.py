@@ -55,7 +55,7 @@ def utk_split_file(weights_dir: Path | None) -> Path:
 
 
 def _fer(dataset: str, path: Path, split: str, spec: InputSpec) -> EvalSet:
-    from training.data.fer2013 import FER_CLASSES, load_fer2013, resolve_split
+    from training.data.fer import FER_CLASSES, load_fer2013, resolve_split
     from training.task_data import fer_split
 
     usage = resolve_split(split)
@@ -66,7 +66,7 @@ def _fer(dataset: str, path: Path, split: str, spec: InputSpec) -> EvalSet:
 
 
 def _utkface(task: str, path: Path, split: str, spec: InputSpec, split_file: Path) -> EvalSet:
-    from training.data.utkface import load_utkface
+    from training.data.utk import load_utkface
     from training.task_data import utk_splits
 
     split = split.lower()

@@ -10,8 +10,8 @@ import numpy as np
 from inference.cards import DEFAULT_CLASSES
 from inference.preprocess import InputSpec, crop_face, prepare_faces
 from inference.types import FaceBox
-from training.data.fer2013 import FerData
-from training.data.utkface import age_band, load_utkface
+from training.data.fer import FerData
+from training.data.utk import age_band, load_utkface
 from training.splits import load_split, save_split, stratified_split
 
 UTK_SPLIT_SEED = 1234

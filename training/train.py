@@ -55,7 +55,7 @@ def load_training_data(args: argparse.Namespace, spec, weights_dir: Path):
     config = TASK_CONFIGS[args.task]
     path = Path(args.data or config.default_path)
     if config.dataset == "fer2013":
-        from training.data.fer2013 import load_fer2013
+        from training.data.fer import load_fer2013
 
         data = load_fer2013(path)
         train = fer_split(data, "Training", spec, ferplus_weight=args.ferplus_weight)

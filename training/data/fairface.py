@@ -19,7 +19,7 @@ from inference.errors import DatasetError
 from inference.preprocess import InputSpec
 from inference.types import FaceBox
 from training.data.cache import cached_arrays, open_text
-from training.data.utkface import detect_haar, load_face
+from training.data.utk import detect_haar, load_face
 
 FAIRFACE_COLUMNS = ("file", "age", "gender", "race", "service_test")
 FAIRFACE_SPLITS = ("train", "val")
