@@ -75,15 +75,14 @@ class LatestFrameSlot:
     def wait_newer(self, after_index: int = -1, timeout: float | None = None) -> Frame | None:
         """The newest frame whose index is above `after_index`, waiting up to `timeout` s for one; None on
         timeout, or at once when the stream has ended and nothing newer will come."""
-        deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while self._frame is None or self._frame.index <= after_index:
-                if self._closed:
-                    return None
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return None
-                self._cond.wait(remaining)
+
+            def newer() -> bool:
+                return self._frame is not None and self._frame.index > after_index
+
+            self._cond.wait_for(lambda: newer() or self._closed, timeout)
+            if not newer():
+                return None
             self._taken = True
             return self._frame
 
@@ -121,15 +120,10 @@ class FrameQueue:
 
     def get(self, timeout: float | None = None) -> Frame | None:
         """The next frame; None at the end of the stream (closed and empty) or on timeout."""
-        deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while not self._items:
-                if self._closed:
-                    return None
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return None
-                self._cond.wait(remaining)
+            self._cond.wait_for(lambda: self._items or self._closed, timeout)
+            if not self._items:
+                return None
             frame = self._items.popleft()
             self._cond.notify_all()
             return frame

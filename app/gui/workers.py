@@ -155,7 +155,30 @@ class Analysed:
     result: FrameResult
 
 
-class AnalysisWorker(QObject):
+class ThreadOwner:
+    """One named daemon thread running `self._run`, stopped through an Event and joined with a timeout, so
+    a worker that hangs can never keep the window from closing."""
+
+    _stop: threading.Event
+    _thread: threading.Thread
+
+    def _init_thread(self, name: str) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = JOIN_S) -> bool:
+        self._stop.set()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+
+class AnalysisWorker(QObject, ThreadOwner):
     """Runs the analyzer on the newest frame, on its own thread.
 
     Detector switches and the model load are requested from the GUI thread, performed on loader threads and
@@ -192,17 +215,9 @@ class AnalysisWorker(QObject):
         self._enabled: set[str] | None = None
         self._detector_name = ""
         self.models_state = "loading"  # then "ready", or "failed" (detection only)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="facelens-analysis", daemon=True)
+        self._init_thread("facelens-analysis")
 
     # --- GUI-thread API -------------------------------------------------------------------------------------
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = JOIN_S) -> bool:
-        self._stop.set()
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
 
     @property
     def detector_name(self) -> str:
@@ -369,7 +384,7 @@ def mirrored(image: np.ndarray, result: FrameResult | None) -> tuple[np.ndarray,
     return flipped, replace(result, faces=faces)
 
 
-class DisplayWorker(QObject):
+class DisplayWorker(QObject, ThreadOwner):
     """Annotates every captured frame with the newest analysis, records it, and offers it to the view.
 
     The view gets at most one frame in flight: the newest QImage waits in a mailbox and `frame_ready` is
@@ -396,16 +411,7 @@ class DisplayWorker(QObject):
         self._record_lock = threading.Lock()  # separate: a full recorder queue may block a write for a moment
         self.record_error: str | None = None
         self._dirty = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="facelens-display", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = JOIN_S) -> bool:
-        self._stop.set()
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        self._init_thread("facelens-display")
 
     def refresh(self) -> None:
         """Redraw the current frame (settings changed, or a new result for a still frame)."""
