@@ -5,7 +5,7 @@ Detectors know nothing of Qt or the CNNs: they take a BGR frame and return boxes
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -26,6 +26,17 @@ class FaceDetector(Protocol):
 
     def close(self) -> None:
         """Release whatever the detector holds (sessions, files)."""
+        ...
+
+
+@runtime_checkable
+class RefiningDetector(FaceDetector, Protocol):
+    """A detector that can also re-find faces it found on a recent frame more cheaply than `detect`
+    (MTCNN: its last two networks on the known boxes, skipping the pyramid). `detectors.roi` uses it between
+    full scans instead of searching regions."""
+
+    def refine(self, frame_bgr: np.ndarray, known: Sequence[FaceBox]) -> list[FaceBox]:
+        """Where the `known` faces are in this frame (full-frame pixels, best first); lost ones are missing."""
         ...
 
 

@@ -23,6 +23,12 @@ def search_side(longest: int, max_side: int | None, min_fraction: float = 0.0) -
     return max(max_side, round(longest * min_fraction))
 
 
+def downscale_factor(longest: int, max_side: int | None, min_fraction: float = 0.0) -> float:
+    """How many frame pixels one pixel of the searched copy spans (1.0: searched at full size)."""
+    side = search_side(longest, max_side, min_fraction)
+    return 1.0 if side is None or longest <= side else longest / side
+
+
 def downscale(frame: np.ndarray, max_side: int | None, min_fraction: float = 0.0) -> tuple[np.ndarray, float]:
     """Return (copy with longest side <= max(max_side, min_fraction x its longest side), factor that maps
     its pixels back to `frame`'s).

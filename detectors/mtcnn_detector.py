@@ -39,6 +39,13 @@ process CPU time on this shared 2-core EPYC next to a training job, so treat the
     command: nice -n 10 python -m detectors.quality --detector mtcnn   (re-run with min_fraction 0.5 below:
     0.977 (42/43), 1.000 (42/42), 39 ms at load 6)
 
+4. Known faces are refined, not searched for (`refine`, used by `detectors.roi` between full scans). A region
+   search still runs PNet's whole pyramid on the crop, a fixed ~25 CPU ms a call. Instead each known face's
+   square (slightly enlarged) goes straight to RNet and ONet as if PNet had proposed it; ONet re-fits the box
+   to where the face is now and scores it. On liveportrait (183 frames, next to a training job): 13 CPU ms
+   a frame vs 51 for a full scan; boxes agree with a full scan's at IoU 0.94 (median; 10th percentile 0.89);
+   a face lost (ONet unsure) sends the caller to a full scan, as a region search would.
+
 Large sources (`min_fraction=0.5`, as for Haar): the copy keeps at least half the frame's longest side, so
 the smallest face found is ~40 px at any size (not 108 px at 1920 wide). facenet-pytorch__video.mp4 (1080p,
 4-8 people, 55-120 px faces; load ~5.5): 271 -> 582 tracked faces in `facelens analyze`, 6.4 fps
@@ -49,13 +56,14 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from detectors.base import register
-from detectors.downscale import downscale
+from detectors.downscale import downscale, downscale_factor
 from inference.errors import DetectorError
 from inference.types import FaceBox
 
@@ -64,6 +72,8 @@ HAAR_SIDE_PER_SQRT_AREA = 1.125
 HAAR_SHIFT_X = 0.02  # of the MTCNN box width
 HAAR_SHIFT_Y = 0.01  # of the MTCNN box height
 
+REFINE_MARGIN = 0.1  # each side of a known face's square grows by this much before RNet sees it
+REFINE_RNET_THRESHOLD = 0.5  # RNet only passes the proposal on: ONet and min_confidence decide
 SAFE_MIN_FACE_SIZE = (12, 20)  # PNet's input size .. the largest value that never empties the pyramid
 
 
@@ -130,9 +140,67 @@ class MTCNNDetector:
             rows = self._mtcnn.detect_faces(
                 rgb, min_face_size=self.settings.safe_min_face_size, output_type="numpy", box_format="xywh"
             )
+        return self._boxes(np.asarray(rows, dtype=np.float64), back)
+
+    def refine(self, frame_bgr: np.ndarray, known: Sequence[FaceBox]) -> list[FaceBox]:
+        """Where the `known` faces (boxes from this detector on a recent frame) are now: RNet and ONet only,
+        on each known square as the proposal, on the same downscaled copy `detect` searches. A face that
+        moved out of its square, turned away or left is missing from the result."""
+        if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
+            raise ValueError(f"MTCNN needs a BGR image, got shape {frame_bgr.shape}")
+        if not known:
+            return []
+        from mtcnn.utils.images import standarize_batch
+
+        # Only the part of the frame around the known faces is prepared (not the whole frame, as `detect`
+        # must), at the scale `detect` searches, so RNet and ONet see the pixels they would after PNet.
+        height, width = frame_bgr.shape[:2]
+        back = downscale_factor(max(height, width), self.settings.max_side, self.settings.min_fraction)
+        squares = []
+        for box in known:
+            side = max(box.w, box.h)
+            grow = REFINE_MARGIN * side
+            squares.append((box.x - grow, box.y - grow, box.x + side + grow, box.y + side + grow))
+        x0 = max(0, int(min(q[0] for q in squares)))
+        y0 = max(0, int(min(q[1] for q in squares)))
+        x1 = min(width, int(math.ceil(max(q[2] for q in squares))))
+        y1 = min(height, int(math.ceil(max(q[3] for q in squares))))
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            return []
+        crop = frame_bgr[y0:y1, x0:x1]
+        if back > 1.0:
+            size = (max(1, round((x1 - x0) / back)), max(1, round((y1 - y0) / back)))
+            crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
+        sx, sy = (x1 - x0) / crop.shape[1], (y1 - y0) / crop.shape[0]
+        rgb = cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32)
+        # [image index, x1, y1, x2, y2, score] in the crop's pixels, as PNet would propose them
+        proposals = [[0.0, (a - x0) / sx, (b - y0) / sy, (c - x0) / sx, (d - y0) / sy, 1.0] for a, b, c, d in squares]
+        with self._lock:
+            if self._mtcnn is None:
+                raise DetectorError("MTCNN detector used after close()")
+            images, _, _ = standarize_batch([rgb], normalize=True)  # one image: no padding to undo
+            _, rnet, onet = self._mtcnn.stages
+            rows = rnet(
+                images_normalized=images, bboxes_batch=np.asarray(proposals), threshold_rnet=REFINE_RNET_THRESHOLD
+            )
+            rows = onet(images_normalized=images, bboxes_batch=rows) if len(rows) else np.empty((0, 6))
         rows = np.asarray(rows, dtype=np.float64)
+        if rows.size == 0:
+            return []
+        rows = rows.reshape(-1, rows.shape[-1]).copy()
+        rows[:, [1, 3]] = rows[:, [1, 3]] * sx + x0  # crop -> frame pixels, clipped to the frame as
+        rows[:, [2, 4]] = rows[:, [2, 4]] * sy + y0  # detect_faces(fit_to_image=True) does
+        rows[:, [1, 3]] = rows[:, [1, 3]].clip(0, width)
+        rows[:, [2, 4]] = rows[:, [2, 4]].clip(0, height)
+        rows[:, 3] -= rows[:, 1]  # x2, y2 -> w, h
+        rows[:, 4] -= rows[:, 2]
+        return self._boxes(rows, 1.0)
+
+    def _boxes(self, rows: np.ndarray, back: float) -> list[FaceBox]:
+        """mtcnn rows [image, x, y, w, h, score, ...] in the copy's pixels -> confident Haar-style boxes in the
+        frame's, best first."""
         boxes = []
-        for row in rows.reshape(-1, rows.shape[-1]) if rows.size else ():  # [image, x, y, w, h, score, ...]
+        for row in rows.reshape(-1, rows.shape[-1]) if rows.size else ():
             x, y, w, h, score = (float(v) for v in row[1:6])
             if score >= self.settings.min_confidence and w > 1 and h > 1:
                 boxes.append(to_haar_geometry(x, y, w, h, score).scaled(back))

@@ -3,10 +3,11 @@
 Detection is 75-90 % of a frame's analysis, yet between two frames of a video a face moves by a fraction of
 its size. So on most frames we run the SAME detector on a small region around each known face (its box
 enlarged, overlapping regions merged, each shrunk so the face is about `face_px` pixels) and map the boxes
-back; every `full_every`-th frame, whenever no face is known, or after a pause longer than `max_gap_s`,
-the whole frame is scanned, and when a known face is not found in its region (it moved fast, turned away or
-left) the whole frame is scanned at once. A face entering the picture is thus found within `full_every`
-analysed frames.
+back; every `full_every`-th frame or `full_every_s` of stream time, whichever comes first, whenever no face
+is known, or after a pause longer than `max_gap_s`, the whole frame is scanned, and when a known face is not
+found in its region (it moved fast, turned away or left) the whole frame is scanned at once. A face entering
+the picture is thus found within 1/3 s at any analysis rate (10 frames at 30 fps, fewer when analysis is
+slower).
 
 It works with any `FaceDetector` (the protocol is unchanged): a region is just a smaller frame. Measured on
 2 shared cores (load 3.5-5.9), process CPU ms of detection per frame, full scan every frame -> regions with a
@@ -20,12 +21,27 @@ full scan every 5th frame, and faces found (boxes; the demo against its true box
 
     (RegionSearch.detect and the detector's own full-frame detect run side by side on every frame)
 
+Full scans are most of what is left: on the one-speaker clips above a full scan costs ~30 CPU ms (the
+pyramid of a 360 px copy), a region ~3-4 ms. Scanning in full every 10th frame instead of every 5th
+(single-thread CPU ms per frame, faces found; load < 1): liveportrait 12.2 -> 8.6 (177 -> 176 faces),
+sadtalker 10.6 -> 6.8 (200 -> 200), hamilton (cuts: mostly full scans anyway) 11.3 -> 11.7 (170 -> 169).
+Tried and dropped: replacing the full scan after a lost face by a wider region (liveportrait 170 faces) or
+by nothing (165): both lose faces the full scan finds. Also tried: every 5th frame while the scene changes
+(a full scan found a new face or followed a lost one), every 10th while it is quiet: the same faces as every
+10th on all four clips (1080p group clip: 367 boxes either way, 373 with every 5th), at a little more cost.
+
 MTCNN gains less: most of its cost per call is fixed (three networks, a pyramid), not per pixel, so with
 many faces a region search can cost more than a full scan. The search therefore keeps running means of both
 costs and scans in full whenever (regions x cost of one) would exceed a full scan (1080p group clip, 4-8
 faces: MTCNN regions alone 134 CPU ms per frame vs 130 for full scans; with the cost check 119). Shrinking
 regions further (face 32-40 px) did not make MTCNN cheaper; for Haar the benchmark helper measured that a
 36 px face and pad 0.5 lost ~10 % of the demo's faces, so 48 px and pad 0.75 it is.
+
+A detector that can refine known faces (`RefiningDetector`: MTCNN's RNet + ONet on the known boxes, no
+pyramid) does that instead of searching regions: one call for all known faces. MTCNN, full scan every
+10th frame, CPU ms per frame (next to a training job), full scans on every frame -> regions -> refine, and
+how many of the every-frame scan's faces are found (IoU >= 0.5): liveportrait 49.7 -> 30.5 -> 16.9
+(183/183 each); hamilton (cuts, several people) 57.1 -> 51.9 -> 33.1 (437 -> 431 -> 416 of 437).
 
 Not for unrelated frames (photos): there every frame is a full scan, which is what `FrameAnalyzer` does
 without a tracker.
@@ -40,19 +56,21 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from detectors.base import FaceDetector
+from detectors.base import FaceDetector, RefiningDetector
 from inference.types import FaceBox
 
 
 @dataclass(frozen=True, slots=True)
 class RegionSettings:
     """full_every: every how many analysed frames the whole frame is scanned (1: always, i.e. regions off).
+    full_every_s: ... and at least this often in stream time (slow analysis still finds a new face in time).
     pad: the region reaches this many face sides beyond each side of the known box (side x (1 + 2 pad)).
     face_px: regions are shrunk (never enlarged) so their smallest known face is about this many pixels.
     keep_iou: a box found in a region is the known face when it overlaps the face's last box at least this much.
     max_gap_s: a longer pause between two analysed frames (every-Nth analysis, a stall) forces a full scan."""
 
-    full_every: int = 5
+    full_every: int = 10
+    full_every_s: float = 1.0 / 3.0
     pad: float = 0.75
     face_px: int = 48
     keep_iou: float = 0.1
@@ -61,6 +79,8 @@ class RegionSettings:
     def __post_init__(self) -> None:
         if self.full_every < 1:
             raise ValueError(f"full_every must be >= 1, got {self.full_every}")
+        if self.full_every_s <= 0:
+            raise ValueError(f"full_every_s must be > 0, got {self.full_every_s}")
         if self.pad < 0 or self.face_px < 24 or not 0.0 <= self.keep_iou <= 1.0 or self.max_gap_s <= 0:
             raise ValueError(f"bad region settings: {self}")
 
@@ -152,46 +172,58 @@ class RegionSearch:
         self._known: list[FaceBox] = []
         self._since_full: int | None = None  # analysed frames since the last full scan; None: scan next
         self._last_time: float | None = None
+        self._full_time: float | None = None  # stream time of the last full scan
 
     def detect(self, detector: FaceDetector, frame: np.ndarray, timestamp: float) -> list[FaceBox]:
         """Faces in `frame` (full-frame pixels, best score first), searched in full or around known faces."""
         gap = None if self._last_time is None else timestamp - self._last_time
         self._last_time = timestamp
         height, width = frame.shape[:2]
-        regions = [] if self._full_scan_due(gap) else plan_regions(self._known, width, height, self.settings.pad)
-        if not regions or not self._regions_cheaper(len(regions)):
-            return self._full_scan(detector, frame)
+        due = self._full_scan_due(gap, timestamp)
+        regions = [] if due else plan_regions(self._known, width, height, self.settings.pad)
+        refining = isinstance(detector, RefiningDetector)
+        calls = 1 if refining else len(regions)  # a refiner takes all known faces in one call
+        if not regions or not self._regions_cheaper(calls):
+            return self._full_scan(detector, frame, timestamp)
         self._since_full = (self._since_full or 0) + 1
         self.region_scans += 1
         start = time.perf_counter()
-        candidates: list[FaceBox] = []
-        for region in regions:
-            candidates += detect_in_region(detector, frame, region, self.settings.face_px)
-        self._region_ms = _mean(self._region_ms, (time.perf_counter() - start) * 1000.0 / len(regions))
+        if refining:
+            candidates = list(detector.refine(frame, self._known))
+        else:
+            candidates = []
+            for region in regions:
+                candidates += detect_in_region(detector, frame, region, self.settings.face_px)
+        self._region_ms = _mean(self._region_ms, (time.perf_counter() - start) * 1000.0 / calls)
         kept = self._match_known(candidates)
         if len(kept) < len(self._known):
             # A face moved out of its region, turned away or left: scan the whole frame now, so a moving face
             # is not dropped for a frame (measured: kept 177 instead of 170 of 178 faces on liveportrait for
             # ~2 CPU ms per frame on average), keeping faces the regions found that the full scan missed.
-            return self._full_scan(detector, frame, also=kept)
+            return self._full_scan(detector, frame, timestamp, also=kept)
         kept.sort(key=lambda b: (b.score, b.area), reverse=True)
         self._known = kept
         return list(kept)
 
-    def _full_scan(self, detector: FaceDetector, frame: np.ndarray, also: Sequence[FaceBox] = ()) -> list[FaceBox]:
+    def _full_scan(
+        self, detector: FaceDetector, frame: np.ndarray, timestamp: float, also: Sequence[FaceBox] = ()
+    ) -> list[FaceBox]:
         start = time.perf_counter()
         boxes = list(detector.detect(frame))
         self._full_ms = _mean(self._full_ms, (time.perf_counter() - start) * 1000.0)
-        boxes += [b for b in also if all(b.iou(f) < self.settings.keep_iou for f in boxes)]
+        keep = self.settings.keep_iou
+        boxes += [b for b in also if all(b.iou(f) < keep for f in boxes)]
         boxes.sort(key=lambda b: (b.score, b.area), reverse=True)
-        self._known, self._since_full = boxes, 0
+        self._known, self._since_full, self._full_time = boxes, 0, timestamp
         self.full_scans += 1
         return list(boxes)
 
-    def _full_scan_due(self, gap: float | None) -> bool:
+    def _full_scan_due(self, gap: float | None, timestamp: float) -> bool:
         if not self._known or self._since_full is None or self.settings.full_every <= 1:
             return True
         if gap is None or gap < 0 or gap > self.settings.max_gap_s:
+            return True
+        if self._full_time is not None and timestamp - self._full_time >= self.settings.full_every_s - 1e-6:
             return True
         return self._since_full + 1 >= self.settings.full_every
 

@@ -19,6 +19,7 @@ import pytest
 from skimage import data
 
 from app import cli, demo, headless
+from detectors.roi import RegionSearch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -160,6 +161,37 @@ def test_analyze_records_every_frame_and_logs_them(capfd, demo_clip, tiny_weight
         rows = list(csv.DictReader(f))
     assert {int(r["frame"]) for r in rows} == set(range(30))
     assert all(r["emotion"] and r["gender"] and r["race"] for r in rows if r["face_id"])
+
+
+def test_pipelined_analyze_matches_a_plain_sequential_loop(capfd, demo_clip, tiny_weights_dir, tmp_path, monkeypatch):
+    """Detection runs one thread ahead of the models in `analyze`; the faces, boxes and labels must be exactly
+    what detect-then-classify one frame at a time gives. (The region search's choice between regions and a
+    full scan depends on measured times; fixed here so both runs make the same choices.)"""
+    monkeypatch.setattr(RegionSearch, "_regions_cheaper", lambda self, count: True)
+    log = tmp_path / "faces.csv"
+    code, _, err = run(capfd, "analyze", str(demo_clip), "--log", str(log), "--weights", str(tiny_weights_dir))
+    assert code == 0, err
+    with open(log, newline="") as f:
+        logged = [(int(r["frame"]), r["face_id"], r["x"], r["emotion"], r["race"]) for r in csv.DictReader(f)]
+
+    analyzer = headless.build_analyzer("haar", tiny_weights_dir)
+    capture = cv2.VideoCapture(str(demo_clip))
+    expected = []
+    for index in range(30):
+        ok, image = capture.read()
+        assert ok
+        result = analyzer.analyze(image, index, index / 30.0)
+        expected += (
+            [(index, "", "", "", "")]
+            if not result.faces
+            else [
+                (index, str(face.track_id), f"{face.box.x:.1f}", face.emotion.label, face.race.label)
+                for face in result.faces
+            ]
+        )
+    capture.release()
+    analyzer.detector.close()
+    assert logged == expected
 
 
 def test_analyze_every_nth_frame_follows_faces_between(capfd, demo_clip, tiny_weights_dir, tmp_path):

@@ -13,7 +13,7 @@ from conftest import shared_path
 from skimage import data
 
 from detectors import quality
-from detectors.base import available_detectors, create_detector
+from detectors.base import RefiningDetector, available_detectors, create_detector
 from detectors.downscale import downscale
 from detectors.haar import HaarDetector, HaarSettings
 from detectors.mtcnn_detector import MTCNNSettings, to_haar_geometry
@@ -199,3 +199,20 @@ def test_evaluation_reproduces_the_published_opencv_default_numbers() -> None:
         quality.build(quality.BASELINE), shared_path("media", "benchmark", "dlib_faces", "boxes_xywh.csv")
     )
     assert (report["true_positives"], report["faces"], report["detections"]) == (36, 43, 40)
+
+
+def test_mtcnn_refines_a_known_face_that_moved_and_drops_one_that_left(mtcnn, astronaut) -> None:
+    frame = np.zeros((480, 640, 3), np.uint8)
+    frame[:400, :400] = astronaut[:400, :400]
+    known = mtcnn.detect(frame)
+    assert known and isinstance(mtcnn, RefiningDetector)
+    moved = np.zeros_like(frame)
+    moved[12:412, 20:420] = astronaut[:400, :400]  # the face moved 20 px right, 12 px down
+    refined = mtcnn.refine(moved, known[:1])
+    assert len(refined) == 1
+    assert refined[0].iou(mtcnn.detect(moved)[0]) >= 0.8  # where a full detection puts it
+    assert refined[0].x == pytest.approx(known[0].x + 20, abs=6) and refined[0].y == pytest.approx(
+        known[0].y + 12, abs=6
+    )
+    assert mtcnn.refine(np.zeros_like(frame), known[:1]) == []  # gone: ONet is not fooled by an empty square
+    assert mtcnn.refine(moved, []) == []

@@ -82,6 +82,8 @@ def test_settings_are_checked() -> None:
         RegionSettings(full_every=0)
     with pytest.raises(ValueError):
         RegionSettings(face_px=10)
+    with pytest.raises(ValueError):
+        RegionSettings(full_every_s=0.0)
 
 
 def test_demo_faces_are_kept_with_a_full_scan_every_fifth_frame(haar) -> None:
@@ -109,6 +111,14 @@ def test_a_new_face_is_found_within_full_every_frames(haar, head) -> None:
         assert len(search.detect(haar, one, i / 30)) == 1
     counts = [len(search.detect(haar, two, (3 + i) / 30)) for i in range(5)]
     assert counts[-1] == 2 and counts[0] == 1, counts  # not seen by the regions, then by the next full scan
+
+
+def test_slow_analysis_still_scans_in_full_every_third_of_a_second(haar, head) -> None:
+    search = RegionSearch(RegionSettings(full_every=100, full_every_s=0.3))
+    frame = scene(head, [(300, 200)])
+    for i in range(10):  # 10 analyses a second: full scans at 0.0, 0.3, 0.6, 0.9 s
+        search.detect(haar, frame, i / 10)
+    assert (search.full_scans, search.region_scans) == (4, 6)
 
 
 def test_a_face_that_jumps_is_found_on_the_same_frame(haar, head) -> None:
@@ -198,3 +208,35 @@ def test_many_regions_that_cost_more_than_a_full_scan_give_full_scans() -> None:
     for i in range(6):
         assert one.detect(detector, squares([(300, 200)]), i / 30)[0].iou(FaceBox(300, 200, 40, 40)) > 0.9
     assert one.full_scans == 1 and one.region_scans == 5
+
+
+class FakeRefiner:
+    """A detector that can refine: records which path the region search takes."""
+
+    name = "fake"
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.detect_shapes: list[tuple[int, int]] = []
+        self.refined: list[int] = []
+
+    def detect(self, frame_bgr: np.ndarray) -> list[FaceBox]:
+        self.detect_shapes.append(frame_bgr.shape[:2])
+        return self.inner.detect(frame_bgr)
+
+    def refine(self, frame_bgr: np.ndarray, known) -> list[FaceBox]:
+        self.refined.append(len(known))
+        return list(known)  # the faces stay where they were
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_refining_detector_is_asked_about_known_faces_instead_of_regions(haar, head) -> None:
+    fake = FakeRefiner(haar)
+    search = RegionSearch(RegionSettings(full_every=5))
+    frame = scene(head, [(40, 40), (420, 240)])
+    for i in range(5):
+        assert len(search.detect(fake, frame, i / 30)) == 2
+    assert fake.detect_shapes == [frame.shape[:2]]  # one full scan, no region crops
+    assert fake.refined == [2, 2, 2, 2]  # then one call with both faces per frame
