@@ -3,6 +3,8 @@ boxes mapped back to full-frame pixels, when full scans happen, and faces kept (
 
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -240,3 +242,20 @@ def test_a_refining_detector_is_asked_about_known_faces_instead_of_regions(haar,
         assert len(search.detect(fake, frame, i / 30)) == 2
     assert fake.detect_shapes == [frame.shape[:2]]  # one full scan, no region crops
     assert fake.refined == [2, 2, 2, 2]  # then one call with both faces per frame
+
+
+def test_region_bench_reports_cost_and_faces_found_for_a_clip(tmp_path, capsys) -> None:
+    from detectors import region_bench
+
+    clip = tmp_path / "demo.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (demo.WIDTH, demo.HEIGHT))
+    for i in range(12):
+        writer.write(demo.render_frame(90 + i))
+    writer.release()
+    assert region_bench.main([str(clip), "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["frames"] == 12 and row["full_scans"] + row["region_scans"] == 12
+    assert row["full_faces"] >= 12 and 0 < row["regions_found_of_full"] <= row["full_faces"]
+    assert row["full_cpu_ms"] > 0 and row["regions_cpu_ms"] > 0
+    assert region_bench.main([str(tmp_path / "missing.mp4")]) == 2
+    assert "cannot open video" in capsys.readouterr().err
