@@ -1,0 +1,71 @@
+"""`python -m training.ensemble`: members' mean as one safe-mode Keras model, with a card."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def small_model(seed: int, shape=(48, 48, 1), classes: int = 7, name: str = "net"):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(shape)
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    x = keras.layers.Conv2D(4, 3, strides=4, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(classes, activation="softmax")(x), name=name)
+
+
+@pytest.fixture
+def fer_csv(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    path = tmp_path / "fer2013.csv"
+    with path.open("w") as handle:
+        handle.write("emotion,pixels,Usage\n")
+        for i in range(21):
+            pixels = " ".join(map(str, rng.integers(0, 256, 48 * 48)))
+            handle.write(f"{i % 7},{pixels},{('Training', 'PublicTest', 'PrivateTest')[i % 3]}\n")
+    return path
+
+
+def test_the_ensemble_is_the_mean_of_its_members_and_carries_their_records(tmp_path, fer_csv, capsys):
+    import keras
+
+    from training import ensemble
+
+    first_dir, second_dir, out = tmp_path / "a", tmp_path / "b", tmp_path / "out"
+    first_dir.mkdir()
+    second_dir.mkdir()
+    first, second = small_model(1, name="tiny"), small_model(2, name="small")
+    first.save(first_dir / "best.keras")
+    second.save(second_dir / "best.keras")
+    (second_dir / "state.json").write_text(json.dumps({"epoch": 12, "best_epoch": 9, "best": 0.61, "seconds": 3600}))
+
+    argv = ["emotion", "--member", str(first_dir / "best.keras"), "--member", str(second_dir / "best.keras")]
+    assert ensemble.main([*argv, "--out", str(out), "--data", str(fer_csv)]) == 0
+    model = keras.saving.load_model(out / "emotion.keras", safe_mode=True)
+    faces = np.random.default_rng(3).integers(0, 256, (5, 48, 48, 1)).astype(np.float32)
+    expected = (first(faces).numpy() + second(faces).numpy()) / 2
+    np.testing.assert_allclose(model(faces).numpy(), expected, rtol=1e-5, atol=1e-6)
+
+    card = json.loads((out / "emotion.json").read_text())
+    assert card["architecture"] == "ensemble(tiny + small)" and card["file"] == "emotion.keras"
+    assert card["parameters"] == first.count_params() + second.count_params()
+    assert card["members"][1]["training"]["best_epoch"] == 9
+    assert card["training"]["epochs_run"] == "? + 12" and card["training"]["train_seconds"] == 3600
+    assert 0.0 <= card["training"]["val_accuracy"] <= 1.0  # scored on PublicTest, the members' selection split
+
+
+def test_members_with_different_inputs_are_refused_in_one_line(tmp_path, capsys):
+    from training import ensemble
+
+    small_model(1).save(tmp_path / "grey.keras")
+    small_model(2, shape=(64, 64, 3)).save(tmp_path / "rgb.keras")
+    argv = ["emotion", "--member", str(tmp_path / "grey.keras"), "--member", str(tmp_path / "rgb.keras")]
+    assert ensemble.main([*argv, "--out", str(tmp_path / "out")]) == 2
+    assert "different inputs" in capsys.readouterr().err
+    assert ensemble.main(["emotion", "--member", str(tmp_path / "grey.keras"), "--out", str(tmp_path / "o")]) == 2

@@ -1,0 +1,164 @@
+"""Average the class probabilities of several trained models of one task into one shippable `.keras` model.
+
+Why: on a 2-core CPU a second, different network is cheaper to train than a bigger one to convergence, and
+two independently trained networks make partly different mistakes, so their mean is usually more accurate
+than either. The result is a single Keras functional model (stock `Average` layer: loads with
+`safe_mode=True`), so the app, `facelens eval` and `training.cost` treat it like any other model, and it
+runs as ONE compiled call per batch. All members must share the task's input recipe.
+
+    python -m training.ensemble emotion --member weights/emotion.keras --member runs/emotion_small/best.keras \
+        --out DIR
+
+A member is a `.keras` file; its training record comes from the card beside it (`<task>.json`) or, for a
+run-folder checkpoint, from the run's `state.json`. The ensemble's card lists every member's record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from inference.cards import DEFAULT_CLASSES, TASKS, ModelCard, card_path
+from inference.errors import FaceLensError, WeightsError
+from training.tasks import TASK_CONFIGS
+
+
+def member_record(model_file: Path, task: str) -> dict[str, Any]:
+    """What we know about how a member was trained: its card's training block, or its run's state."""
+    beside = card_path(task, model_file.parent)
+    if beside.is_file():
+        card = json.loads(beside.read_text())
+        if card.get("file") == model_file.name:
+            return dict(card.get("training", {}))
+    state = model_file.parent / "state.json"
+    if state.is_file():
+        data = json.loads(state.read_text())
+        return {
+            "epochs_run": data.get("epoch"),
+            "best_epoch": data.get("best_epoch"),
+            "val_accuracy": round(float(data.get("best", 0.0)), 4),
+            "train_seconds": round(float(data.get("seconds", 0.0))),
+            "run_dir": str(model_file.parent),
+        }
+    return {}
+
+
+def build_ensemble(members: list, name: str = "ensemble"):
+    """One model whose output is the mean of the members' probabilities for the same input."""
+    import keras
+
+    shapes = {tuple(m.input_shape[1:]) for m in members}
+    if len(shapes) != 1:
+        raise WeightsError(f"ensemble members take different inputs: {sorted(shapes)}")
+    outputs = {m.output_shape[-1] for m in members}
+    if len(outputs) != 1:
+        raise WeightsError(f"ensemble members predict different numbers of classes: {sorted(outputs)}")
+    inputs = keras.Input(shapes.pop(), name="face")
+    probs = [m(inputs) for m in members]
+    return keras.Model(inputs, keras.layers.Average(name="probs")(probs), name=name)
+
+
+VALIDATION_SPLIT = {"fer2013": "PublicTest", "utkface": "val"}  # what training chose checkpoints on
+
+
+def validation_accuracy(task: str, out_dir: Path, data: Path) -> float:
+    """The ensemble's accuracy on the split its members' checkpoints were chosen on (never the test split)."""
+    from training.eval_data import utk_split_file
+    from training.evaluate import evaluate, resolve_weights
+
+    dataset = TASK_CONFIGS[task].dataset
+    split_file = utk_split_file(None) if dataset == "utkface" else None  # the shipped split, like training's
+    args = argparse.Namespace(
+        task=task,
+        dataset=dataset,
+        path=data,
+        split=VALIDATION_SPLIT[dataset],
+        split_file=split_file,
+        tta=False,
+        limit=0,
+    )
+    return round(float(evaluate(args, resolve_weights(task, out_dir))["accuracy"]), 4)
+
+
+def run(task: str, member_files: list[Path], out_dir: Path, command: str, data: Path | None = None) -> Path:
+    """Build, save and card the ensemble; its validation accuracy is measured on `data` (default: the
+    task's dataset in ../shared)."""
+    import keras
+
+    if len(member_files) < 2:
+        raise WeightsError("an ensemble needs at least two --member models")
+    members = []
+    for index, path in enumerate(member_files):
+        if not path.is_file():
+            raise WeightsError(f"model weights not found: {path}")
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+        model.name = f"member{index}_{model.name}"  # unique layer names inside the ensemble
+        members.append(model)
+    ensemble = build_ensemble(members)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{task}.keras"
+    tmp = out_dir / f".{task}.tmp.keras"
+    ensemble.save(tmp)
+    os.replace(tmp, target)
+    records = [member_record(path, task) for path in member_files]
+    architecture = " + ".join(m.name.split("_", 1)[1] for m in members)
+    config = TASK_CONFIGS[task]
+    card = ModelCard(
+        task,
+        DEFAULT_CLASSES[task],
+        config.spec,
+        target.name,
+        {
+            "architecture": f"ensemble({architecture})",
+            "parameters": int(ensemble.count_params()),
+            "members": [
+                {
+                    "file": str(path),
+                    "architecture": m.name.split("_", 1)[1],
+                    "parameters": int(m.count_params()),
+                    "training": record,
+                }
+                for path, m, record in zip(member_files, members, records, strict=True)
+            ],
+            "training": {
+                "dataset": config.dataset,
+                "data_path": config.default_path,
+                "epochs_run": " + ".join(str(r.get("epochs_run", "?")) for r in records),
+                "best_epoch": " + ".join(str(r.get("best_epoch", "?")) for r in records),
+                "val_accuracy": None,
+                "train_seconds": sum(int(r.get("train_seconds") or 0) for r in records),
+                "hardware": next((r["hardware"] for r in records if r.get("hardware")), None),
+                "command": command,
+            },
+        },
+    )
+    card.save(out_dir / f"{task}.json")
+    accuracy = validation_accuracy(task, out_dir, data or Path(config.default_path))
+    card.details["training"]["val_accuracy"] = accuracy
+    card.save(out_dir / f"{task}.json")
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="python -m training.ensemble", description=__doc__.splitlines()[0])
+    parser.add_argument("task", choices=TASKS)
+    parser.add_argument("--member", action="append", type=Path, default=[], help=".keras file (repeat)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for <task>.keras and <task>.json")
+    parser.add_argument("--data", type=Path, help="dataset for the validation accuracy (default: the task's)")
+    args = parser.parse_args(argv)
+    try:
+        target = run(args.task, args.member, args.out, "python -m training.ensemble " + " ".join(argv), args.data)
+    except FaceLensError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {target} and its card")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
