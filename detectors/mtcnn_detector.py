@@ -42,9 +42,13 @@ process CPU time on this shared 2-core EPYC next to a training job, so treat the
 4. Known faces are refined, not searched for (`refine`, used by `detectors.roi` between full scans). A region
    search still runs PNet's whole pyramid on the crop, a fixed ~25 CPU ms a call. Instead each known face's
    square (slightly enlarged) goes straight to RNet and ONet as if PNet had proposed it; ONet re-fits the box
-   to where the face is now and scores it. On liveportrait (183 frames, next to a training job): 13 CPU ms
-   a frame vs 51 for a full scan; boxes agree with a full scan's at IoU 0.94 (median; 10th percentile 0.89);
-   a face lost (ONet unsure) sends the caller to a full scan, as a region search would.
+   to where the face is now and scores it. Only the part of the frame around the known faces is prepared,
+   at the scale `detect` searches. liveportrait, 183 frames (`python -m detectors.region_bench`, load ~1.5):
+   detection 56.1 CPU ms per frame with full scans on every frame, 15.8 with refining between full scans
+   every 10th frame (30.5 with region searches, next to a training job), all 183 faces found; refined
+   boxes agree with a full scan's at IoU 0.94 (median; 10th percentile 0.89). A face lost (ONet unsure)
+   sends the caller to a full scan, as a region search would. Of a refine call's ~10 ms, RNet and ONet
+   take ~3 ms; the rest is mtcnn's per-call TensorFlow overhead.
 
 Large sources (`min_fraction=0.5`, as for Haar): the copy keeps at least half the frame's longest side, so
 the smallest face found is ~40 px at any size (not 108 px at 1920 wide). facenet-pytorch__video.mp4 (1080p,
@@ -144,8 +148,8 @@ class MTCNNDetector:
 
     def refine(self, frame_bgr: np.ndarray, known: Sequence[FaceBox]) -> list[FaceBox]:
         """Where the `known` faces (boxes from this detector on a recent frame) are now: RNet and ONet only,
-        on each known square as the proposal, on the same downscaled copy `detect` searches. A face that
-        moved out of its square, turned away or left is missing from the result."""
+        with each known square as the proposal, at the scale `detect` searches. A face that moved out of its
+        square, turned away or left is missing from the result."""
         if frame_bgr.ndim != 3 or frame_bgr.shape[2] != 3:
             raise ValueError(f"MTCNN needs a BGR image, got shape {frame_bgr.shape}")
         if not known:
