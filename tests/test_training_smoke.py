@@ -139,3 +139,25 @@ def test_too_few_faces_for_a_validation_split_is_exit_2(tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) >= 1 and "validation split" in err[-1] and "Traceback" not in "".join(err)
+
+
+def test_init_from_fine_tunes_a_trained_model_and_records_its_parent(tmp_path, capsys):
+    from training.train import main
+
+    csv = tiny_fer_csv(tmp_path / "fer2013.csv")
+    common = ["emotion", "--data", str(csv), "--limit", "64", "--batch-size", "32", "--epochs", "1"]
+    parent = tmp_path / "parent"
+    assert main([*common, "--run-dir", str(tmp_path / "run1"), "--export", str(parent)]) == 0
+    child = tmp_path / "child"
+    argv = [*common, "--run-dir", str(tmp_path / "run2"), "--export", str(child), "--lr", "1e-5"]
+    assert main([*argv, "--init-from", str(parent / "emotion.keras")]) == 0
+    parent_card, child_card = load_card("emotion", parent), load_card("emotion", child)
+    assert child_card.details["architecture"] == parent_card.details["architecture"]
+    record = child_card.details["training"]["init_from"]
+    assert record["file"] == str(parent / "emotion.keras")
+    assert record["epochs_run"] == 1 and record["val_accuracy"] == parent_card.details["training"]["val_accuracy"]
+
+    capsys.readouterr()
+    assert main([*argv, "--init-from", str(tmp_path / "absent.keras")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("facelens train: error: --init-from") and "absent.keras" in err[-1]

@@ -24,7 +24,7 @@ class TaskConfig:
 
 TASK_CONFIGS: dict[str, TaskConfig] = {
     "emotion": TaskConfig(
-        "fer2013", "../shared/datasets/fer2013", InputSpec(48, "grey", 0.0), "facelens_tiny", 60, 2e-3
+        "fer2013", "../shared/datasets/fer2013", InputSpec(48, "grey", 0.0), "facelens_small", 60, 2e-3
     ),
     "gender": TaskConfig("utkface", "../shared/datasets/utkface", InputSpec(64, "rgb", 0.0), "facelens_rgb", 40, 2e-3),
     "race": TaskConfig("utkface", "../shared/datasets/utkface", InputSpec(64, "rgb", 0.0), "facelens_rgb", 40, 2e-3),

@@ -36,6 +36,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--patience", type=int, default=10, help="early stopping on validation accuracy")
     parser.add_argument("--run-dir", type=Path, help="checkpoints, log and plot (default runs/<task>)")
     parser.add_argument("--resume", action="store_true", help="continue from <run-dir>/last.keras")
+    parser.add_argument(
+        "--init-from", type=Path, help="start a new run from this trained .keras (fine-tuning; --arch is ignored)"
+    )
     parser.add_argument("--time-budget", type=float, default=0, help="stop cleanly after this many minutes")
     parser.add_argument("--export", type=Path, help="write the best model + card into this weights folder")
     parser.add_argument("--split-file", type=Path, help="UTKFace split file (default <export or weights>/splits)")
@@ -217,14 +220,48 @@ def export_model(run_dir: Path, weights_dir: Path, task: str, spec, state: RunSt
             },
         },
     )
+    if args.init_from:
+        from training.ensemble import member_record
+
+        parent = Path(args.init_from)
+        card.details["training"]["init_from"] = {"file": str(parent), **member_record(parent, task)}
     card.save(weights_dir / f"{task}.json")
     return target
+
+
+def initial_model(args: argparse.Namespace, spec, n_classes: int):
+    """A fresh network of the chosen architecture, or a trained one to fine-tune.
+
+    Why fine-tuning: a run that was still improving when it hit its epoch limit has lost its optimizer
+    state once its run folder is gone; continuing from the exported weights at a lower learning rate
+    recovers most of what more epochs would have given, without the hours of a run from scratch.
+    """
+    import keras
+
+    from training.architectures import ARCHITECTURES
+
+    if args.init_from:
+        if not Path(args.init_from).is_file():
+            raise DatasetError(f"--init-from {args.init_from}: no such model file")
+        try:
+            model = keras.saving.load_model(args.init_from, compile=False, safe_mode=True)
+        except Exception as exc:  # noqa: BLE001 - any load failure means unusable weights
+            raise DatasetError(f"--init-from {args.init_from}: cannot load ({type(exc).__name__}: {exc})") from exc
+        if tuple(model.input_shape[1:]) != tuple(spec.shape) or model.output_shape[-1] != n_classes:
+            raise DatasetError(
+                f"--init-from {args.init_from}: takes {model.input_shape[1:]} -> {model.output_shape[-1]} classes, "
+                f"this task needs {tuple(spec.shape)} -> {n_classes}"
+            )
+        return model
+    architecture = args.arch or TASK_CONFIGS[args.task].architecture
+    if architecture not in ARCHITECTURES:
+        raise DatasetError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[architecture](spec.shape, n_classes)
 
 
 def run(args: argparse.Namespace) -> int:
     import keras
 
-    from training.architectures import ARCHITECTURES
     from training.dataset import FaceBatches
 
     if args.threads:
@@ -257,10 +294,7 @@ def run(args: argparse.Namespace) -> int:
         state = RunState(run_dir / "state.json.new")
         state.path = run_dir / "state.json"
         (run_dir / "log.csv").unlink(missing_ok=True)
-        architecture = args.arch or config.architecture
-        if architecture not in ARCHITECTURES:
-            raise DatasetError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
-        model = ARCHITECTURES[architecture](spec.shape, len(DEFAULT_CLASSES[args.task]))
+        model = initial_model(args, spec, len(DEFAULT_CLASSES[args.task]))
         model.compile(
             optimizer=keras.optimizers.Adam(args.lr or config.learning_rate),
             loss="categorical_crossentropy",
