@@ -24,3 +24,28 @@ def test_report_has_a_section_per_card_with_its_numbers(tiny_weights_dir, tmp_pa
     assert "## emotion" in text and "## gender" in text and "## race" in text
     assert "80.0% accuracy" in text and "gap 40.0 pt (20-29 vs 0-12)" in text
     assert main(["--weights", str(folder)]) == 0 and (folder / "README.md").read_text() == text
+
+
+def test_ensemble_members_and_fine_tune_parents_are_each_told(tiny_weights_dir, tmp_path):
+    base = {"dataset": "fer2013", "epochs_run": 60, "best_epoch": 59, "val_accuracy": 0.674, "train_seconds": 7200}
+    tuned = {**base, "epochs_run": 20, "best_epoch": 18, "val_accuracy": 0.68, "train_seconds": 3600}
+    tuned["init_from"] = {"file": "/runs/small/emotion.keras", **base, "command": "facelens train emotion A"}
+    card = load_card("emotion", tiny_weights_dir)
+    card.details["architecture"] = "ensemble(facelens_small + facelens_small)"
+    card.details["members"] = [
+        {"architecture": "facelens_small", "parameters": 10, "training": {**base, "command": "facelens train A"}},
+        {"architecture": "facelens_small", "parameters": 10, "training": {**tuned, "command": "facelens train B"}},
+    ]
+    card.details["training"] = {"val_accuracy": 0.69, "train_seconds": 10800, "command": "python -m training.ensemble"}
+    folder = tmp_path / "w"
+    folder.mkdir()
+    card.save(folder / "emotion.json")
+    for task in ("gender", "race"):
+        load_card(task, tiny_weights_dir).save(folder / f"{task}.json")
+    section = render(folder).split("## emotion", 1)[1].split("## gender", 1)[0]
+    assert "mean of 2 networks' probabilities (validation accuracy 69.0%)" in section
+    assert "own runs took 3.00 h" in section
+    member_lines = [line for line in section.splitlines() if line.startswith("  - `facelens_small`")]
+    assert len(member_lines) == 2
+    assert "fine-tuned from" not in member_lines[0]
+    assert "20 epochs" in member_lines[1] and "fine-tuned from `emotion.keras`: fer2013 (60 epochs" in member_lines[1]

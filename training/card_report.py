@@ -70,6 +70,21 @@ def evaluation_section(key: str, result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def training_text(training: dict[str, Any]) -> str:
+    """One run's record, followed by the run it was fine-tuned from, so a model's whole training is told."""
+    if not training:
+        return "no training record was found beside this file"
+    text = (
+        f"{training.get('dataset')} ({training.get('epochs_run')} epochs, best epoch "
+        f"{training.get('best_epoch')}, validation accuracy {pct(training.get('val_accuracy') or 0)}), "
+        f"{training.get('train_seconds', 0) / 3600:.2f} h on {training.get('hardware')}; `{training.get('command')}`"
+    )
+    parent = training.get("init_from")
+    if parent:
+        text += f"; fine-tuned from `{Path(parent.get('file', '?')).name}`: " + training_text(parent)
+    return text
+
+
 def model_section(card: ModelCard) -> list[str]:
     d = card.details
     training = d.get("training", {})
@@ -92,13 +107,19 @@ def model_section(card: ModelCard) -> list[str]:
             f"({cost.get('hardware', '')}, load {cost.get('load_average_1min', '?')}; "
             f"`{cost.get('command', '')}`)"
         )
-    if training:
-        hours = training.get("train_seconds", 0) / 3600
+    if d.get("members"):
         lines.append(
-            f"- **Training:** {training.get('dataset')} ({training.get('epochs_run')} epochs, best epoch "
-            f"{training.get('best_epoch')}, validation accuracy {pct(training.get('val_accuracy', 0))}), "
-            f"{hours:.2f} h on {training.get('hardware')}; `{training.get('command')}`"
+            f"- **Training:** the mean of {len(d['members'])} networks' probabilities (validation accuracy "
+            f"{pct(training.get('val_accuracy') or 0)}); the members' own runs took "
+            f"{training.get('train_seconds', 0) / 3600:.2f} h; `{training.get('command')}`. Members:"
         )
+        lines += [
+            f"  - `{member.get('architecture')}` ({member.get('parameters', 0):,} parameters): "
+            + training_text(member.get("training", {}))
+            for member in d["members"]
+        ]
+    elif training:
+        lines.append("- **Training:** " + training_text(training))
     lines += [
         f"- **Intended use:** {INTENDED_USE[card.task]} {NEVER}",
         f"- **Known limits:** {KNOWN_LIMITS[card.task]}",
