@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from inference.cards import DEFAULT_CLASSES, TASKS, ModelCard  # noqa: E402
-from inference.errors import DatasetError, FaceLensError  # noqa: E402
+from inference.errors import DatasetError, FaceLensError, WeightsError  # noqa: E402
 from training.splits import UTK_SPLIT_FILE  # noqa: E402
 from training.tasks import TASK_CONFIGS  # noqa: E402
 
@@ -242,13 +242,13 @@ def initial_model(args: argparse.Namespace, spec, n_classes: int):
 
     if args.init_from:
         if not Path(args.init_from).is_file():
-            raise DatasetError(f"--init-from {args.init_from}: no such model file")
+            raise WeightsError(f"--init-from {args.init_from}: no such model file")
         try:
             model = keras.saving.load_model(args.init_from, compile=False, safe_mode=True)
         except Exception as exc:  # noqa: BLE001 - any load failure means unusable weights
-            raise DatasetError(f"--init-from {args.init_from}: cannot load ({type(exc).__name__}: {exc})") from exc
+            raise WeightsError(f"--init-from {args.init_from}: cannot load ({type(exc).__name__}: {exc})") from exc
         if tuple(model.input_shape[1:]) != tuple(spec.shape) or model.output_shape[-1] != n_classes:
-            raise DatasetError(
+            raise WeightsError(
                 f"--init-from {args.init_from}: takes {model.input_shape[1:]} -> {model.output_shape[-1]} classes, "
                 f"this task needs {tuple(spec.shape)} -> {n_classes}"
             )
