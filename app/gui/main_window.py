@@ -539,6 +539,9 @@ class MainWindow(QMainWindow):
         self._status_timer.stop()
         self.stop_recording()
         self.prefs.geometry = self.saveGeometry()
+        # The running detector, read directly: its "changed" signal may still be queued if the user
+        # switched detectors and closed within the same moment.
+        self.prefs.detector = self.analysis.detector_name or self.prefs.detector
         self.prefs.save(self._store)
         self._stop_capture()
         self.display.stop()
