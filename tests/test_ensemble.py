@@ -69,3 +69,25 @@ def test_members_with_different_inputs_are_refused_in_one_line(tmp_path, capsys)
     assert ensemble.main([*argv, "--out", str(tmp_path / "out")]) == 2
     assert "different inputs" in capsys.readouterr().err
     assert ensemble.main(["emotion", "--member", str(tmp_path / "grey.keras"), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_mirror_averaging_is_one_model_equal_to_flip_tta(tmp_path, fer_csv):
+    import keras
+
+    from inference.lite import LiteRunner, convert
+    from training import ensemble
+
+    net = small_model(4, name="tiny")
+    net.save(tmp_path / "best.keras")
+    out = tmp_path / "out"
+    argv = ["emotion", "--member", str(tmp_path / "best.keras"), "--mirror", "--out", str(out), "--data", str(fer_csv)]
+    assert ensemble.main(argv) == 0
+    model = keras.saving.load_model(out / "emotion.keras", safe_mode=True)
+    faces = np.random.default_rng(5).integers(0, 256, (3, 48, 48, 1)).astype(np.float32)
+    expected = (net(faces).numpy() + net(np.ascontiguousarray(faces[:, :, ::-1])).numpy()) / 2
+    assert not np.allclose(net(faces).numpy(), expected, atol=1e-4)  # the mirror view really differs
+    np.testing.assert_allclose(model(faces).numpy(), expected, rtol=1e-5, atol=1e-6)
+    lite = LiteRunner(convert(model, (48, 48, 1)), (48, 48, 1))  # what the app runs on a CPU
+    np.testing.assert_allclose(lite(faces), expected, rtol=1e-4, atol=1e-5)
+    card = json.loads((out / "emotion.json").read_text())
+    assert card["architecture"] == "mirror-averaged tiny" and card["mirror_averaged"] is True

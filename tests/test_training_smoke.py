@@ -161,3 +161,27 @@ def test_init_from_fine_tunes_a_trained_model_and_records_its_parent(tmp_path, c
     assert main([*argv, "--init-from", str(tmp_path / "absent.keras")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("facelens train: error: --init-from") and "absent.keras" in err[-1]
+
+
+def test_distilling_from_a_teacher_records_it_and_a_wrong_teacher_is_exit_2(tmp_path, capsys):
+    import keras
+
+    from training.train import main
+
+    csv = tiny_fer_csv(tmp_path / "fer2013.csv", n_train=32, n_public=8, n_private=8)
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((48, 48, 1))
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255.0)(inputs))
+    keras.Model(inputs, keras.layers.Dense(7, activation="softmax")(pooled)).save(tmp_path / "teacher.keras")
+    common = ["emotion", "--data", str(csv), "--run-dir", str(tmp_path / "run"), "--epochs", "1", "--batch-size", "16"]
+    teacher = ["--teacher", str(tmp_path / "teacher.keras"), "--teacher-weight", "0.4"]
+    assert main([*common, *teacher, "--export", str(tmp_path / "w")]) == 0
+    training = load_card("emotion", tmp_path / "w").details["training"]
+    assert training["teacher_weight"] == 0.4 and training["teachers"][0]["file"].endswith("teacher.keras")
+
+    keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(pooled)).save(tmp_path / "gender.keras")
+    wrong = ["--teacher", str(tmp_path / "gender.keras"), "--export", str(tmp_path / "w2")]
+    assert main([*common, *wrong]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("facelens train: error: --teacher") and "this task needs" in err[-1]
+    assert not (tmp_path / "w2" / "emotion.keras").exists()

@@ -47,6 +47,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--balance-power", type=float, default=0.5, help="0 plain loss .. 1 fully balanced")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for TensorFlow (0 = all)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--teacher",
+        type=Path,
+        action="append",
+        default=[],
+        help="distil from this trained .keras (repeat for several; their mirror-averaged mean is the teacher)",
+    )
+    parser.add_argument("--teacher-weight", type=float, default=0.5, help="share of the teachers in the targets")
     return parser.parse_args(argv)
 
 
@@ -89,6 +97,13 @@ def load_training_data(args: argparse.Namespace, spec, weights_dir: Path):
         weights = weights[pick]
         val_pick = np.arange(min(len(val.labels), max(args.limit // 4, 16)))
         val.images, val.labels = val.images[val_pick], val.labels[val_pick]
+    if args.teacher:
+        from training.distill import blend_targets, load_teacher, teacher_probabilities
+
+        teachers = [load_teacher(t, spec.shape, n_classes) for t in args.teacher]
+        train.soft_targets = blend_targets(
+            train.soft_targets, teacher_probabilities(teachers, train.images), args.teacher_weight
+        )
     return train, val, weights
 
 
@@ -220,6 +235,11 @@ def export_model(run_dir: Path, weights_dir: Path, task: str, spec, state: RunSt
             },
         },
     )
+    if args.teacher:
+        from training.ensemble import member_record
+
+        card.details["training"]["teachers"] = [{"file": str(t), **member_record(Path(t), task)} for t in args.teacher]
+        card.details["training"]["teacher_weight"] = args.teacher_weight
     if args.init_from:
         from training.ensemble import member_record
 

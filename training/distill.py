@@ -1,0 +1,65 @@
+"""Soft targets from trained "teacher" models (knowledge distillation) for `facelens train --teacher`.
+
+Why: a mean of several networks (and of each face with its mirror image) is more accurate than any one of
+them but costs several forward passes per face at run time. Training one network towards the teachers'
+class probabilities carries part of that accuracy into a single pass, and the probabilities also say which
+wrong classes are plausible (a FER2013 "fear" face that looks half "surprise"), which hard labels cannot.
+Teachers are run once, on the un-augmented training faces, before training starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from inference.errors import WeightsError
+
+CHUNK = 512
+
+
+def load_teacher(path: Path, input_shape: tuple[int, ...], n_classes: int):
+    """A teacher as a Keras model, after checking it takes this task's faces and predicts its classes."""
+    import keras
+
+    if not Path(path).is_file():
+        raise WeightsError(f"--teacher {path}: no such model file")
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # noqa: BLE001 - any load failure means unusable weights
+        raise WeightsError(f"--teacher {path}: cannot load ({type(exc).__name__}: {exc})") from exc
+    if tuple(model.input_shape[1:]) != tuple(input_shape) or model.output_shape[-1] != n_classes:
+        raise WeightsError(
+            f"--teacher {path}: takes {model.input_shape[1:]} -> {model.output_shape[-1]} classes, "
+            f"this task needs {tuple(input_shape)} -> {n_classes}"
+        )
+    return model
+
+
+def teacher_probabilities(teachers: Sequence, images: np.ndarray, mirror: bool = True) -> np.ndarray:
+    """Mean class probabilities of all teachers (and, with `mirror`, of each face's mirror image)."""
+    total = None
+    for model in teachers:
+        for flip in (False, True) if mirror else (False,):
+            probs = np.concatenate(
+                [
+                    np.asarray(model(_view(images[i : i + CHUNK], flip), training=False))
+                    for i in range(0, len(images), CHUNK)
+                ]
+            )
+            total = probs if total is None else total + probs
+    return (total / (len(teachers) * (2 if mirror else 1))).astype(np.float32)
+
+
+def _view(faces: np.ndarray, flip: bool) -> np.ndarray:
+    faces = faces.astype(np.float32)
+    return np.ascontiguousarray(faces[:, :, ::-1]) if flip else faces
+
+
+def blend_targets(targets: np.ndarray, teacher: np.ndarray, weight: float) -> np.ndarray:
+    """(1 - weight) x the dataset's targets + weight x the teachers' probabilities, row-normalised."""
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"teacher weight must be within 0..1, got {weight}")
+    mixed = (1.0 - weight) * targets + weight * teacher
+    return (mixed / mixed.sum(axis=1, keepdims=True)).astype(np.float32)
