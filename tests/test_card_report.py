@@ -49,3 +49,8 @@ def test_ensemble_members_and_fine_tune_parents_are_each_told(tiny_weights_dir, 
     assert len(member_lines) == 2
     assert "fine-tuned from" not in member_lines[0]
     assert "20 epochs" in member_lines[1] and "fine-tuned from `emotion.keras`: fer2013 (60 epochs" in member_lines[1]
+    card.details["members"] = card.details["members"][1:]
+    card.details["mirror_averaged"] = True
+    card.save(folder / "emotion.json")
+    section = render(folder).split("## emotion", 1)[1].split("## gender", 1)[0]
+    assert "mean of one network's probabilities on each face and on its mirror image" in section

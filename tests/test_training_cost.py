@@ -33,6 +33,14 @@ def test_nested_models_are_counted_once():
     assert count_flops(outer) == 2 * (4 * 5 + 5 * 2)
 
 
+def test_a_nested_model_called_twice_counts_twice():
+    inner_in = keras.Input((4,))
+    inner = keras.Model(inner_in, keras.layers.Dense(5)(inner_in))
+    outer_in = keras.Input((4,))
+    twice = keras.layers.Average()([inner(outer_in), inner(keras.layers.Dense(4)(outer_in))])
+    assert count_flops(keras.Model(outer_in, twice)) == 2 * (2 * 4 * 5 + 4 * 4)
+
+
 def test_measure_through_the_inference_path(tiny_weights_dir):
     from inference.models import load_model
 

@@ -108,8 +108,12 @@ def model_section(card: ModelCard) -> list[str]:
             f"`{cost.get('command', '')}`)"
         )
     if d.get("members"):
+        count = len(d["members"])
+        what = f"{count} networks' probabilities" if count > 1 else "one network's probabilities"
+        if d.get("mirror_averaged"):
+            what += " on each face and on its mirror image (flip averaging inside the model: one compiled call)"
         lines.append(
-            f"- **Training:** the mean of {len(d['members'])} networks' probabilities (validation accuracy "
+            f"- **Training:** the mean of {what} (validation accuracy "
             f"{pct(training.get('val_accuracy') or 0)}); the members' own runs took "
             f"{training.get('train_seconds', 0) / 3600:.2f} h; `{training.get('command')}`. Members:"
         )

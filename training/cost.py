@@ -35,12 +35,14 @@ FLOPS_CONVENTION = "2 x multiply-adds of Conv/Dense layers per face (bias, BN, a
 
 
 def _layers(model) -> Iterator[Any]:
-    """Every leaf layer, descending into nested models."""
+    """Every leaf layer, descending into nested models — once per call of a nested model, so a network
+    run on a face and on its mirror image inside one model counts twice."""
     import keras
 
     for layer in model.layers:
         if isinstance(layer, keras.Model):
-            yield from _layers(layer)
+            for _ in range(max(1, len(layer._inbound_nodes))):
+                yield from _layers(layer)
         else:
             yield layer
 
