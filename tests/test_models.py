@@ -41,7 +41,7 @@ def test_load_models_exposes_card_classes_and_spec(models):
         assert model.classes == DEFAULT_CLASSES[task]
         assert model.spec == model.card.input
         assert model.device in ("CPU:0", "GPU:0")
-        assert model.engine == ("tflite" if model.device == "CPU:0" else "tf")
+        assert model.engine == ("tflite-int8" if model.device == "CPU:0" else "tf")
     assert models["emotion"].spec.shape == (48, 48, 1)
     assert models["gender"].spec.shape == (64, 64, 3)
 
@@ -74,10 +74,23 @@ def test_batches_larger_than_the_biggest_bucket_are_split(any_models):
     np.testing.assert_allclose(probs[-5:], model.predict(batch[-5:]), rtol=1e-5, atol=1e-6)
 
 
-def test_engines_agree(models, tf_models):
+def test_engines_agree(tiny_weights_dir, models, tf_models):
     for task, model in models.items():
         batch = faces(model, 6, seed=3)
-        np.testing.assert_allclose(model.predict(batch), tf_models[task].predict(batch), rtol=1e-5, atol=1e-6)
+        exact = tf_models[task].predict(batch)
+        float_lite = load_model(task, tiny_weights_dir, engine="tflite")
+        np.testing.assert_allclose(float_lite.predict(batch), exact, rtol=1e-5, atol=1e-6)
+        quantized = model.predict(batch)  # int8 weights: close, not identical
+        assert not np.array_equal(quantized, exact)
+        np.testing.assert_allclose(quantized, exact, atol=0.05)
+
+
+def test_a_quantized_face_does_not_depend_on_the_other_faces_in_its_batch(models):
+    model = models["emotion"]
+    batch = faces(model, 4, seed=6)
+    together = model.predict(batch)
+    batch[1:] *= 0.1  # much darker neighbours: a batch-wide quantization range would shift face 0
+    np.testing.assert_array_equal(model.predict(batch)[0], together[0])
 
 
 def test_tflite_engine_keeps_one_interpreter_per_bucket(tiny_weights_dir):

@@ -45,6 +45,18 @@ def pct(value: float) -> str:
     return f"{100 * value:.1f}%"
 
 
+ENGINE_WORDS = {
+    "tflite-int8": "int8 TFLite (int8 weights, activations quantized per face)",
+    "tflite": "float32 TFLite",
+    "tf": "float32 tf.function",
+}
+
+
+def engine_text(engine: str | None) -> str:
+    """', run as <engine in words>' for a known engine, else nothing (cards written before engines were kept)."""
+    return f", run as {ENGINE_WORDS[engine]}" if engine in ENGINE_WORDS else ""
+
+
 def evaluation_section(key: str, result: dict[str, Any]) -> list[str]:
     lines = [
         f"#### {key}: {pct(result['accuracy'])} accuracy, macro F1 {result['macro_f1']:.3f} (n = {result['n']})",
@@ -66,7 +78,8 @@ def evaluation_section(key: str, result: dict[str, Any]) -> list[str]:
         lines.append(f"- by {grouping}{gap_text}: " + ", ".join(cells))
     if result.get("per_group"):
         lines.append("")
-    lines += [f"Command: `{result.get('command', '?')}` ({result.get('date', '')})", ""]
+    run_as = engine_text(result.get("engine"))
+    lines += [f"Command: `{result.get('command', '?')}` ({result.get('date', '')}{run_as})", ""]
     return lines
 
 
@@ -102,7 +115,7 @@ def model_section(card: ModelCard) -> list[str]:
     if cost:
         lines.append(
             f"- **Cost on this CPU:** {cost.get('ms_per_face_batch8', float('nan')):.2f} ms per face at "
-            f"batch 8; all three models together "
+            f"batch 8{engine_text(cost.get('engine'))}; all three models together "
             f"{cost.get('total_ms_per_face_batch8_all_three', float('nan')):.2f} ms per face "
             f"({cost.get('hardware', '')}, load {cost.get('load_average_1min', '?')}; "
             f"`{cost.get('command', '')}`)"

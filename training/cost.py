@@ -131,7 +131,10 @@ def cpu_description() -> str:
 def measure_all(weights_dir: Path | None, batch: int, repeats: int) -> dict[str, Any]:
     from inference.models import load_model
 
-    per_model = {task: measure(load_model(task, weights_dir), batch, repeats) for task in TASKS}
+    per_model = {}
+    for task in TASKS:
+        model = load_model(task, weights_dir)
+        per_model[task] = {**measure(model, batch, repeats), "engine": model.engine}
     key = f"ms_per_face_batch{batch}"
     return {
         "models": per_model,
@@ -164,10 +167,12 @@ def write_cards(weights_dir: Path | None, report: dict[str, Any], command: str) 
 
 def format_table(report: dict[str, Any]) -> str:
     key = f"ms_per_face_batch{report['batch']}"
-    header = f"{'model':<10}{'params':>10}{'MFLOPs':>10}{'ms/face':>10}"
+    header = f"{'model':<10}{'params':>10}{'MFLOPs':>10}{'ms/face':>10}  {'engine':<12}"
     lines = [f"{header}   (batch {report['batch']}, {report['hardware']}, load {report['load_average_1min']})"]
     for task, m in report["models"].items():
-        lines.append(f"{task:<10}{m['parameters']:>10,}{m['flops_per_face'] / 1e6:>10.1f}{m[key]:>10.3f}")
+        lines.append(
+            f"{task:<10}{m['parameters']:>10,}{m['flops_per_face'] / 1e6:>10.1f}{m[key]:>10.3f}  {m.get('engine', '?')}"
+        )
     lines.append(f"{'total':<10}{'':>20}{report[f'total_{key}']:>10.3f}")
     lines.append(f"FLOPs = {report['flops_convention']}")
     return "\n".join(lines)

@@ -25,6 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from inference.cards import DEFAULT_CLASSES, TASKS, ModelCard, card_path, default_weights_dir, load_card  # noqa: E402
+from inference.engines import ENGINE_HELP, ENGINES  # noqa: E402
 from inference.errors import DatasetError, FaceLensError, WeightsError  # noqa: E402
 from training.eval_data import DATASETS, EvalSet, load_eval_set, utk_split_file  # noqa: E402
 
@@ -77,12 +78,13 @@ def resolve_weights(task: str, weights: Path | None) -> Weights:
     raise WeightsError(f"{weights}: not a weights folder (with {task}.json) or a .keras file")
 
 
-def load_attribute_model(task: str, weights: Weights):
-    """Load through `inference.models.load_model`, staging a folder when the file is not the card's own."""
+def load_attribute_model(task: str, weights: Weights, engine: str = "auto"):
+    """Load through `inference.models.load_model` (so faces are scored exactly as the app runs them),
+    staging a folder when the file is not the card's own."""
     from inference.models import load_model
 
     if weights.card_file is not None and weights.card.file == weights.model_file.name:
-        return load_model(task, weights.folder)
+        return load_model(task, weights.folder, engine=engine)
     if not weights.model_file.is_file():
         raise WeightsError(f"model weights not found: {weights.model_file}")
     with tempfile.TemporaryDirectory(prefix="facelens-eval-") as tmp:
@@ -92,7 +94,7 @@ def load_attribute_model(task: str, weights: Weights):
         except OSError:
             shutil.copyfile(weights.model_file, staged)
         dataclasses.replace(weights.card, file=staged.name).save(Path(tmp) / f"{task}.json")
-        return load_model(task, Path(tmp))
+        return load_model(task, Path(tmp), engine=engine)
 
 
 def predict(model, images: np.ndarray, tta: bool = False) -> np.ndarray:
@@ -130,7 +132,7 @@ def evaluate(args: argparse.Namespace, weights: Weights) -> dict[str, Any]:
         if data.groups:
             data.groups = {k: v[: args.limit] for k, v in data.groups.items()}
     truth = label_indices(data.labels, weights.card.classes)
-    model = load_attribute_model(args.task, weights)
+    model = load_attribute_model(args.task, weights, getattr(args, "engine", "auto"))
     started = time.perf_counter()
     probs = predict(model, data.images, args.tta)
     seconds = time.perf_counter() - started
@@ -139,6 +141,7 @@ def evaluate(args: argparse.Namespace, weights: Weights) -> dict[str, Any]:
     result.update(
         skipped=data.skipped,
         tta=bool(args.tta),
+        engine=model.engine,
         weights=str(weights.model_file),
         model=weights.card.details.get("architecture"),
         predict_seconds=round(seconds, 2),
@@ -163,6 +166,7 @@ CARD_KEYS = (
     "per_group_gap",
     "skipped",
     "tta",
+    "engine",
 )
 
 
@@ -196,6 +200,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--out-dir", type=Path, default=Path("."), help="where the confusion-matrix PNG goes")
     parser.add_argument("--tta", action="store_true", help="average each face with its mirror image")
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="auto",
+        help=ENGINE_HELP,
+    )
     parser.add_argument("--write-card", action="store_true", help="store the result in the model card")
     parser.add_argument("--limit", type=int, default=0, help="score only the first N faces (quick checks)")
     args = parser.parse_args(argv)
