@@ -103,6 +103,15 @@ def test_eval_fer2013_json(capsys, fer_slice, tiny_weights_dir):
     assert result["accuracy"] == pytest.approx(np.trace(matrix) / 200, abs=1e-4)
     assert set(result["per_class"]) <= set(DEFAULT_CLASSES["emotion"])
     assert result["tta"] is False
+    assert result["engine"] in ("tflite-int8", "tf")  # what the app runs: int8 TFLite on a CPU
+
+
+def test_eval_engine_float_scores_the_same_faces(capsys, fer_slice, tiny_weights_dir):
+    common = ["emotion", "--dataset", "fer2013", "--path", str(fer_slice), "--weights", str(tiny_weights_dir)]
+    quantized = run_json(capsys, *common)
+    exact = run_json(capsys, *common, "--engine", "tflite")
+    assert exact["engine"] == "tflite" and exact["n"] == quantized["n"]
+    assert abs(exact["accuracy"] - quantized["accuracy"]) <= 0.05
 
 
 def test_eval_ferplus_scores_the_majority_and_skips_non_emotions(capsys, fer_slice, tiny_weights_dir):
