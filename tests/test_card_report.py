@@ -44,7 +44,7 @@ def test_ensemble_members_and_fine_tune_parents_are_each_told(tiny_weights_dir, 
         load_card(task, tiny_weights_dir).save(folder / f"{task}.json")
     section = render(folder).split("## emotion", 1)[1].split("## gender", 1)[0]
     assert "mean of 2 networks' probabilities (validation accuracy 69.0%)" in section
-    assert "own runs took 3.00 h" in section
+    assert "training took 3.00 h" in section
     member_lines = [line for line in section.splitlines() if line.startswith("  - `facelens_small`")]
     assert len(member_lines) == 2
     assert "fine-tuned from" not in member_lines[0]

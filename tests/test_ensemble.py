@@ -91,3 +91,10 @@ def test_mirror_averaging_is_one_model_equal_to_flip_tta(tmp_path, fer_csv):
     np.testing.assert_allclose(lite(faces), expected, rtol=1e-4, atol=1e-5)
     card = json.loads((out / "emotion.json").read_text())
     assert card["architecture"] == "mirror-averaged tiny" and card["mirror_averaged"] is True
+
+
+def test_training_time_counts_the_runs_a_member_was_fine_tuned_from():
+    from training.ensemble import lineage_seconds
+
+    record = {"train_seconds": 600, "init_from": {"train_seconds": 3000, "init_from": {"train_seconds": 400}}}
+    assert lineage_seconds(record) == 4000 and lineage_seconds({}) == 0

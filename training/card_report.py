@@ -127,7 +127,7 @@ def model_section(card: ModelCard) -> list[str]:
             what += " on each face and on its mirror image (flip averaging inside the model: one compiled call)"
         lines.append(
             f"- **Training:** the mean of {what} (validation accuracy "
-            f"{pct(training.get('val_accuracy') or 0)}); the members' own runs took "
+            f"{pct(training.get('val_accuracy') or 0)}); training took "
             f"{training.get('train_seconds', 0) / 3600:.2f} h; `{training.get('command')}`. Members:"
         )
         lines += [

@@ -61,6 +61,12 @@ def mirror_image(inputs, width: int):
     return keras.layers.Permute((1, 3, 2), name="mirror_out")(flipped)
 
 
+def lineage_seconds(record: dict[str, Any]) -> int:
+    """Training seconds of a run plus those of the run it was fine-tuned from, and so on back."""
+    parent = record.get("init_from")
+    return int(record.get("train_seconds") or 0) + (lineage_seconds(parent) if parent else 0)
+
+
 def build_ensemble(members: list, name: str = "ensemble", mirror: bool = False):
     """One model whose output is the mean of the members' probabilities for the same input — and, with
     `mirror`, for its mirror image too (test-time flip averaging inside the model, so the app, eval and the
@@ -155,7 +161,7 @@ def run(
                 "epochs_run": " + ".join(str(r.get("epochs_run", "?")) for r in records),
                 "best_epoch": " + ".join(str(r.get("best_epoch", "?")) for r in records),
                 "val_accuracy": None,
-                "train_seconds": sum(int(r.get("train_seconds") or 0) for r in records),
+                "train_seconds": sum(lineage_seconds(r) for r in records),
                 "hardware": next((r["hardware"] for r in records if r.get("hardware")), None),
                 "command": command,
             },
