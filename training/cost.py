@@ -29,6 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from inference.cards import TASKS, default_weights_dir, load_card  # noqa: E402
+from inference.engines import ENGINE_HELP, ENGINES  # noqa: E402
 from inference.errors import FaceLensError  # noqa: E402
 
 FLOPS_CONVENTION = "2 x multiply-adds of Conv/Dense layers per face (bias, BN, activations, pooling not counted)"
@@ -128,12 +129,12 @@ def cpu_description() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
 
 
-def measure_all(weights_dir: Path | None, batch: int, repeats: int) -> dict[str, Any]:
+def measure_all(weights_dir: Path | None, batch: int, repeats: int, engine: str = "auto") -> dict[str, Any]:
     from inference.models import load_model
 
     per_model = {}
     for task in TASKS:
-        model = load_model(task, weights_dir)
+        model = load_model(task, weights_dir, engine=engine)
         per_model[task] = {**measure(model, batch, repeats), "engine": model.engine}
     key = f"ms_per_face_batch{batch}"
     return {
@@ -184,11 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", type=Path, help="weights folder (default: the shipped weights)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--engine", choices=ENGINES, default="auto", help=ENGINE_HELP)
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--write-card", action="store_true", help="store the numbers in each card under 'cost'")
     args = parser.parse_args(argv)
     try:
-        report = measure_all(args.weights, args.batch, args.repeats)
+        report = measure_all(args.weights, args.batch, args.repeats, args.engine)
         if args.write_card:
             write_cards(args.weights, report, "python -m training.cost " + shlex.join(argv))
     except FaceLensError as exc:

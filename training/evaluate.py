@@ -199,7 +199,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--split-file", type=Path, help="UTKFace split (default <weights>/splits/utk-faces-split.json)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--out-dir", type=Path, default=Path("."), help="where the confusion-matrix PNG goes")
-    parser.add_argument("--tta", action="store_true", help="average each face with its mirror image")
+    parser.add_argument(
+        "--tta", action="store_true", help="average each face with its mirror image (mirror-averaged models do already)"
+    )
     parser.add_argument(
         "--engine",
         choices=ENGINES,
