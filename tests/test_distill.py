@@ -53,3 +53,11 @@ def test_a_teacher_for_another_task_or_a_missing_file_is_refused(tmp_path):
         load_teacher(tmp_path / "gender.keras", (48, 48, 1), 7)
     with pytest.raises(WeightsError, match="no such model file"):
         load_teacher(tmp_path / "absent.keras", (48, 48, 1), 7)
+
+
+def test_a_teacher_weight_outside_0_to_1_is_a_usage_error(capsys):
+    from training.train import parse_args
+
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["emotion", "--teacher-weight", "1.5"])
+    assert exit_info.value.code == 2 and "--teacher-weight must be within 0..1" in capsys.readouterr().err

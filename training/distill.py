@@ -38,23 +38,15 @@ def load_teacher(path: Path, input_shape: tuple[int, ...], n_classes: int):
 
 
 def teacher_probabilities(teachers: Sequence, images: np.ndarray, mirror: bool = True) -> np.ndarray:
-    """Mean class probabilities of all teachers (and, with `mirror`, of each face's mirror image)."""
-    total = None
-    for model in teachers:
-        for flip in (False, True) if mirror else (False,):
-            probs = np.concatenate(
-                [
-                    np.asarray(model(_view(images[i : i + CHUNK], flip), training=False))
-                    for i in range(0, len(images), CHUNK)
-                ]
-            )
-            total = probs if total is None else total + probs
-    return (total / (len(teachers) * (2 if mirror else 1))).astype(np.float32)
+    """Mean class probabilities of all teachers (and, with `mirror`, of each face's mirror image), computed by
+    the same averaging model `python -m training.ensemble` ships."""
+    from training.ensemble import build_ensemble
 
-
-def _view(faces: np.ndarray, flip: bool) -> np.ndarray:
-    faces = faces.astype(np.float32)
-    return np.ascontiguousarray(faces[:, :, ::-1]) if flip else faces
+    for index, model in enumerate(teachers):
+        model.name = f"teacher{index}_{model.name}"  # unique layer names inside the averaging model
+    teacher = build_ensemble(list(teachers), "teachers", mirror) if mirror or len(teachers) > 1 else teachers[0]
+    chunks = [teacher(images[i : i + CHUNK].astype(np.float32), training=False) for i in range(0, len(images), CHUNK)]
+    return np.concatenate([np.asarray(chunk) for chunk in chunks]).astype(np.float32)
 
 
 def blend_targets(targets: np.ndarray, teacher: np.ndarray, weight: float) -> np.ndarray:

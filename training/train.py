@@ -55,7 +55,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="distil from this trained .keras (repeat for several; their mirror-averaged mean is the teacher)",
     )
     parser.add_argument("--teacher-weight", type=float, default=0.5, help="share of the teachers in the targets")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not 0.0 <= args.teacher_weight <= 1.0:
+        parser.error(f"--teacher-weight must be within 0..1, got {args.teacher_weight}")
+    return args
 
 
 def load_training_data(args: argparse.Namespace, spec, weights_dir: Path):
