@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from inference.cards import DEFAULT_CLASSES, TASKS, ModelCard  # noqa: E402
-from inference.errors import DatasetError, FaceLensError, WeightsError  # noqa: E402
+from inference.errors import DatasetError, FaceLensError  # noqa: E402
 from training.splits import UTK_SPLIT_FILE  # noqa: E402
 from training.tasks import TASK_CONFIGS  # noqa: E402
 
@@ -259,23 +259,13 @@ def initial_model(args: argparse.Namespace, spec, n_classes: int):
     state once its run folder is gone; continuing from the exported weights at a lower learning rate
     recovers most of what more epochs would have given, without the hours of a run from scratch.
     """
-    import keras
 
     from training.architectures import ARCHITECTURES
 
     if args.init_from:
-        if not Path(args.init_from).is_file():
-            raise WeightsError(f"--init-from {args.init_from}: no such model file")
-        try:
-            model = keras.saving.load_model(args.init_from, compile=False, safe_mode=True)
-        except Exception as exc:  # noqa: BLE001 - any load failure means unusable weights
-            raise WeightsError(f"--init-from {args.init_from}: cannot load ({type(exc).__name__}: {exc})") from exc
-        if tuple(model.input_shape[1:]) != tuple(spec.shape) or model.output_shape[-1] != n_classes:
-            raise WeightsError(
-                f"--init-from {args.init_from}: takes {model.input_shape[1:]} -> {model.output_shape[-1]} classes, "
-                f"this task needs {tuple(spec.shape)} -> {n_classes}"
-            )
-        return model
+        from training.distill import load_trained
+
+        return load_trained(Path(args.init_from), "--init-from", spec.shape, n_classes)
     architecture = args.arch or TASK_CONFIGS[args.task].architecture
     if architecture not in ARCHITECTURES:
         raise DatasetError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
