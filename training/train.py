@@ -259,7 +259,6 @@ def initial_model(args: argparse.Namespace, spec, n_classes: int):
     state once its run folder is gone; continuing from the exported weights at a lower learning rate
     recovers most of what more epochs would have given, without the hours of a run from scratch.
     """
-
     from training.architectures import ARCHITECTURES
 
     if args.init_from:
