@@ -93,6 +93,17 @@ def test_mirror_averaging_is_one_model_equal_to_flip_tta(tmp_path, fer_csv):
     assert card["architecture"] == "mirror-averaged tiny" and card["mirror_averaged"] is True
 
 
+def test_members_trained_at_another_size_give_the_card_their_size(tmp_path, fer_csv):
+    from inference.cards import load_card
+    from training import ensemble
+
+    small_model(6, shape=(40, 40, 1)).save(tmp_path / "best.keras")
+    argv = ["emotion", "--member", str(tmp_path / "best.keras"), "--mirror", "--out", str(tmp_path / "out")]
+    assert ensemble.main([*argv, "--data", str(fer_csv)]) == 0  # validation faces are prepared at 40 px too
+    card = load_card("emotion", tmp_path / "out")
+    assert card.input.size == 40 and card.input.color == "grey"
+
+
 def test_training_time_counts_the_runs_a_member_was_fine_tuned_from():
     from training.ensemble import lineage_seconds
 

@@ -163,6 +163,30 @@ def test_init_from_fine_tunes_a_trained_model_and_records_its_parent(tmp_path, c
     assert err[-1].startswith("facelens train: error: --init-from") and "absent.keras" in err[-1]
 
 
+def test_fine_tuning_at_another_size_records_it_and_resume_keeps_the_run_size(tmp_path, capsys):
+    import keras
+
+    from training.train import main
+
+    csv = tiny_fer_csv(tmp_path / "fer2013.csv", n_train=32, n_public=8, n_private=8)
+    common = ["emotion", "--data", str(csv), "--batch-size", "16", "--epochs", "1"]
+    parent = tmp_path / "parent"
+    assert main([*common, "--arch", "facelens_tiny", "--run-dir", str(tmp_path / "r1"), "--export", str(parent)]) == 0
+    child = tmp_path / "child"
+    argv = [*common, "--size", "40", "--init-from", str(parent / "emotion.keras"), "--run-dir", str(tmp_path / "r2")]
+    assert main([*argv, "--export", str(child)]) == 0
+    assert load_card("emotion", child).input.size == 40
+    model = keras.saving.load_model(child / "emotion.keras", safe_mode=True)
+    assert model.input_shape == (None, 40, 40, 1)
+
+    capsys.readouterr()
+    resume = [*common, "--epochs", "2", "--resume", "--run-dir", str(tmp_path / "r2"), "--export", str(child)]
+    assert main(resume) == 2  # the run was at 40 px; the recipe's 48 px faces would not fit it
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("facelens train: error:") and "--size 40" in err[-1]
+    assert main([*resume, "--size", "40"]) == 0
+
+
 def test_distilling_from_a_teacher_records_it_and_a_wrong_teacher_is_exit_2(tmp_path, capsys):
     import keras
 

@@ -14,31 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.errors import WeightsError
-
 CHUNK = 512
 
 
-def load_trained(path: Path, option: str, input_shape: tuple[int, ...], n_classes: int):
-    """A trained model named on the command line (`option` is the flag, for the message), as a Keras model,
-    after checking it takes this task's faces and predicts its classes. Used for --teacher and --init-from."""
-    import keras
-
-    if not Path(path).is_file():
-        raise WeightsError(f"{option} {path}: no such model file")
-    try:
-        model = keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:  # noqa: BLE001 - any load failure means unusable weights
-        raise WeightsError(f"{option} {path}: cannot load ({type(exc).__name__}: {exc})") from exc
-    if tuple(model.input_shape[1:]) != tuple(input_shape) or model.output_shape[-1] != n_classes:
-        raise WeightsError(
-            f"{option} {path}: takes {model.input_shape[1:]} -> {model.output_shape[-1]} classes, "
-            f"this task needs {tuple(input_shape)} -> {n_classes}"
-        )
-    return model
-
-
 def load_teacher(path: Path, input_shape: tuple[int, ...], n_classes: int):
+    from training.trained import load_trained
+
     return load_trained(path, "--teacher", input_shape, n_classes)
 
 

@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +141,7 @@ def run(
     card = ModelCard(
         task,
         DEFAULT_CLASSES[task],
-        config.spec,
+        replace(config.spec, size=int(ensemble.input_shape[1])),  # members may be trained at another --size
         target.name,
         {
             "architecture": architecture,

@@ -13,6 +13,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -20,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from inference.cards import DEFAULT_CLASSES, TASKS, ModelCard  # noqa: E402
-from inference.errors import DatasetError, FaceLensError  # noqa: E402
+from inference.errors import DatasetError, FaceLensError, WeightsError  # noqa: E402
 from training.splits import UTK_SPLIT_FILE  # noqa: E402
 from training.tasks import TASK_CONFIGS  # noqa: E402
 
@@ -42,6 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--time-budget", type=float, default=0, help="stop cleanly after this many minutes")
     parser.add_argument("--export", type=Path, help="write the best model + card into this weights folder")
     parser.add_argument("--split-file", type=Path, help="UTKFace split file (default <export or weights>/splits)")
+    parser.add_argument("--size", type=int, help="face size in px (default: the task's recipe)")
     parser.add_argument("--limit", type=int, default=0, help="use only this many training faces (smoke runs)")
     parser.add_argument("--ferplus-weight", type=float, default=0.3, help="share of FER+ votes in emotion targets")
     parser.add_argument("--balance-power", type=float, default=0.5, help="0 plain loss .. 1 fully balanced")
@@ -262,7 +264,7 @@ def initial_model(args: argparse.Namespace, spec, n_classes: int):
     from training.architectures import ARCHITECTURES
 
     if args.init_from:
-        from training.distill import load_trained
+        from training.trained import load_trained
 
         return load_trained(Path(args.init_from), "--init-from", spec.shape, n_classes)
     architecture = args.arch or TASK_CONFIGS[args.task].architecture
@@ -282,7 +284,7 @@ def run(args: argparse.Namespace) -> int:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     config = TASK_CONFIGS[args.task]
-    spec = config.spec
+    spec = replace(config.spec, size=args.size) if args.size else config.spec
     run_dir = args.run_dir or Path("runs") / args.task
     run_dir.mkdir(parents=True, exist_ok=True)
     weights_dir = args.export or Path(__file__).resolve().parents[1] / "weights"
@@ -297,6 +299,11 @@ def run(args: argparse.Namespace) -> int:
     state = RunState(run_dir / "state.json")
     if args.resume and (run_dir / "last.keras").is_file():
         model = keras.saving.load_model(run_dir / "last.keras")
+        if tuple(model.input_shape[1:]) != spec.shape:
+            raise WeightsError(
+                f"{run_dir / 'last.keras'} takes {model.input_shape[1:]} faces, not {spec.shape}: "
+                f"resume with the run's --size {model.input_shape[1]}"
+            )
         print(
             f"resuming from epoch {state.data['epoch']} (best val accuracy {state.data['best']:.4f})", file=sys.stderr
         )

@@ -1,0 +1,52 @@
+"""Loading trained models named on the command line, and rebuilding them for another face size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inference.errors import WeightsError
+from training.trained import load_trained
+
+
+def pooled_net(shape=(32, 32, 3), classes: int = 2):
+    """1x1 conv → global pooling → softmax: no weight depends on the face size (and no border effects)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(shape)
+    x = keras.layers.Conv2D(4, 1, activation="relu")(keras.layers.Rescaling(1 / 255.0)(inputs))
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(classes, activation="softmax")(x))
+
+
+def flattened_net(shape=(32, 32, 3), classes: int = 2):
+    """Flatten → Dense: the classifier's weights are sized for one face size only."""
+    import keras
+
+    inputs = keras.Input(shape)
+    x = keras.layers.Flatten()(keras.layers.Conv2D(2, 3, padding="same")(inputs))
+    return keras.Model(inputs, keras.layers.Dense(classes, activation="softmax")(x))
+
+
+def test_a_pooled_model_is_rebuilt_for_another_size_with_the_same_weights(tmp_path):
+    model = pooled_net()
+    model.save(tmp_path / "m.keras")
+    resized = load_trained(tmp_path / "m.keras", "--init-from", (48, 48, 3), 2)
+    assert resized.input_shape == (None, 48, 48, 3)
+    for before, after in zip(model.get_weights(), resized.get_weights(), strict=True):
+        np.testing.assert_array_equal(before, after)
+    # A flat grey face gives the same pooled features at any size, so the same probabilities.
+    small, large = np.full((1, 32, 32, 3), 120, np.float32), np.full((1, 48, 48, 3), 120, np.float32)
+    np.testing.assert_allclose(model(small).numpy(), resized(large).numpy(), atol=1e-5)
+
+
+def test_sizes_that_the_weights_cannot_serve_and_wrong_tasks_are_refused(tmp_path):
+    flattened_net().save(tmp_path / "flat.keras")
+    with pytest.raises(WeightsError, match="cannot serve"):
+        load_trained(tmp_path / "flat.keras", "--init-from", (48, 48, 3), 2)
+    pooled_net().save(tmp_path / "m.keras")
+    with pytest.raises(WeightsError, match="this task needs"):
+        load_trained(tmp_path / "m.keras", "--teacher", (32, 32, 1), 2)  # grey faces for an RGB model
+    with pytest.raises(WeightsError, match="this task needs"):
+        load_trained(tmp_path / "m.keras", "--teacher", (32, 32, 3), 5)

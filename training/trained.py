@@ -1,0 +1,52 @@
+"""Trained models named on the command line (`--init-from`, `--teacher`): loaded, checked against the task,
+and if need be rebuilt for the run's face size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from inference.errors import WeightsError
+
+
+def load_trained(path: Path, option: str, input_shape: tuple[int, ...], n_classes: int):
+    """A trained model named on the command line (`option` is the flag, for the message), as a Keras model,
+    after checking it takes this task's colour and predicts its classes; a model trained at another face size
+    is rebuilt for this one (`at_input_size`)."""
+    import keras
+
+    if not Path(path).is_file():
+        raise WeightsError(f"{option} {path}: no such model file")
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # noqa: BLE001 - any load failure means unusable weights
+        raise WeightsError(f"{option} {path}: cannot load ({type(exc).__name__}: {exc})") from exc
+    if model.output_shape[-1] != n_classes or model.input_shape[-1] != input_shape[-1]:
+        raise WeightsError(
+            f"{option} {path}: takes {model.input_shape[1:]} -> {model.output_shape[-1]} classes, "
+            f"this task needs {tuple(input_shape)} -> {n_classes}"
+        )
+    if tuple(model.input_shape[1:]) != tuple(input_shape):
+        return at_input_size(model, input_shape, option, path)
+    return model
+
+
+def at_input_size(model, input_shape: tuple[int, ...], option: str, path: Path):
+    """The same network with the same weights, built for a different face size.
+
+    Why: a fully convolutional net (global pooling before its classifier) has no weight that depends on
+    the input size, so a model trained at 64 px can be fine-tuned at 96 px in a fraction of the epochs a
+    new run would need. A net whose weights do depend on it (Flatten + Dense) cannot, and says so.
+    """
+    config = model.get_config()
+    for layer in config["layers"]:
+        if layer["class_name"] == "InputLayer":
+            layer["config"]["batch_shape"] = [None, *input_shape]
+    try:
+        resized = model.__class__.from_config(config)
+        resized.set_weights(model.get_weights())
+    except Exception as exc:  # noqa: BLE001 - any failure means the weights depend on the input size
+        raise WeightsError(
+            f"{option} {path}: takes {model.input_shape[1:]}, and its weights cannot serve {tuple(input_shape)} "
+            f"({type(exc).__name__})"
+        ) from exc
+    return resized
