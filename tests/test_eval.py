@@ -374,3 +374,17 @@ def test_shipped_weights_load_safely_and_expose_the_documented_classes(task):
     assert tuple(model.outputs[0].shape[1:]) == (len(card.classes),)
     assert tuple(model.inputs[0].shape[1:]) == card.input.shape
     assert load_model(task, weights).classes == DEFAULT_CLASSES[task]
+
+
+def test_a_bare_checkpoint_gets_the_recipe_card_at_the_size_it_was_trained_at(tmp_path):
+    import keras
+
+    from training.evaluate import task_card
+
+    inputs = keras.Input((40, 40, 1))
+    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+    keras.Model(inputs, keras.layers.Dense(7, activation="softmax")(pooled)).save(tmp_path / "best.keras")
+    card = task_card("emotion", tmp_path / "best.keras")  # e.g. a `facelens train --size 40` run's checkpoint
+    assert card.input.size == 40 and card.input.color == "grey" and card.file == "best.keras"
+    (tmp_path / "junk.keras").write_bytes(b"not a zip")
+    assert task_card("emotion", tmp_path / "junk.keras").input.size == 48  # loading it reports the damage

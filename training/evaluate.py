@@ -16,6 +16,7 @@ import shutil
 import sys
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,15 +47,34 @@ class Weights:
         return self.model_file.parent
 
 
-def task_card(task: str, file_name: str) -> ModelCard:
-    """The card a checkpoint of the task's training recipe would get (for run-folder checkpoints)."""
+def saved_input_size(model_file: Path) -> int | None:
+    """The face size a `.keras` archive was built for, read from its config without loading the model
+    (None when the archive does not say, e.g. it is no Keras file: loading it reports that properly)."""
+    try:
+        with zipfile.ZipFile(model_file) as archive:
+            config = json.loads(archive.read("config.json"))
+        shapes = [
+            layer["config"]["batch_shape"]
+            for layer in config["config"]["layers"]
+            if layer.get("class_name") == "InputLayer"
+        ]
+        return int(shapes[0][1]) if len(shapes) == 1 else None
+    except (OSError, KeyError, IndexError, TypeError, ValueError, zipfile.BadZipFile):
+        return None
+
+
+def task_card(task: str, model_file: Path) -> ModelCard:
+    """The card a checkpoint of the task's training recipe would get (for run-folder checkpoints), at the
+    face size the checkpoint was trained at (`facelens train --size`)."""
     from training.tasks import TASK_CONFIGS
 
+    spec = TASK_CONFIGS[task].spec
+    size = saved_input_size(model_file)
     return ModelCard(
         task,
         DEFAULT_CLASSES[task],
-        TASK_CONFIGS[task].spec,
-        file_name,
+        dataclasses.replace(spec, size=size) if size else spec,
+        model_file.name,
         {"note": "card inferred from the task's training recipe"},
     )
 
@@ -74,7 +94,7 @@ def resolve_weights(task: str, weights: Path | None) -> Weights:
             f"classes and input",
             file=sys.stderr,
         )
-        return Weights(task_card(task, weights.name), weights, None)
+        return Weights(task_card(task, weights), weights, None)
     raise WeightsError(f"{weights}: not a weights folder (with {task}.json) or a .keras file")
 
 
