@@ -104,6 +104,29 @@ def test_members_trained_at_another_size_give_the_card_their_size(tmp_path, fer_
     assert card.input.size == 40 and card.input.color == "grey"
 
 
+def test_members_of_different_sizes_share_the_largest_input_shrunk_for_the_others(tmp_path, fer_csv):
+    import keras
+    import tensorflow as tf
+
+    from inference.cards import load_card
+    from inference.lite import LiteRunner, convert
+    from training import ensemble
+
+    large, small = small_model(7, shape=(48, 48, 1), name="large"), small_model(8, shape=(40, 40, 1), name="small")
+    large.save(tmp_path / "large.keras")
+    small.save(tmp_path / "small.keras")
+    argv = ["emotion", "--member", str(tmp_path / "small.keras"), "--member", str(tmp_path / "large.keras")]
+    assert ensemble.main([*argv, "--out", str(tmp_path / "out"), "--data", str(fer_csv)]) == 0
+    model = keras.saving.load_model(tmp_path / "out" / "emotion.keras", safe_mode=True)
+    assert model.input_shape == (None, 48, 48, 1) and load_card("emotion", tmp_path / "out").input.size == 48
+    faces = np.random.default_rng(9).integers(0, 256, (3, 48, 48, 1)).astype(np.float32)
+    shrunk = tf.image.resize(faces, (40, 40), method="bilinear").numpy()
+    expected = (small(shrunk).numpy() + large(faces).numpy()) / 2
+    np.testing.assert_allclose(model(faces).numpy(), expected, rtol=1e-5, atol=1e-6)
+    lite = LiteRunner(convert(model, (48, 48, 1), quantize=True), (48, 48, 1))  # the resize runs on TFLite too
+    np.testing.assert_allclose(lite(faces), expected, atol=0.02)
+
+
 def test_training_time_counts_the_runs_a_member_was_fine_tuned_from():
     from training.ensemble import lineage_seconds
 

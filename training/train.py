@@ -336,7 +336,7 @@ def run(args: argparse.Namespace) -> int:
         verbose=1 if sys.stderr.isatty() else 2,
     )
     if (run_dir / "log.csv").is_file():
-        plot_curves(run_dir / "log.csv", run_dir / "curves.png", f"{args.task} ({model.name})")
+        plot_curves(run_dir / "log.csv", run_dir / "curves.png", f"{args.task} ({model.name}, {spec.size} px)")
     target = export_model(run_dir, weights_dir, args.task, spec, state, args)
     print(
         f"best validation accuracy {state.data['best']:.4f} at epoch {state.data['best_epoch']}; exported {target}",
