@@ -161,7 +161,7 @@ class FrameAnalyzer:
         frame_bgr: np.ndarray, boxes: Sequence[FaceBox], specs: Sequence[InputSpec]
     ) -> dict[InputSpec, np.ndarray]:
         """Model inputs per distinct InputSpec: each face is cropped once per margin and prepared once per
-        spec (gender and race share theirs), so adding a model with a known recipe adds no preprocessing."""
+        spec (models that share a recipe share their faces), so adding one with a known recipe adds no preprocessing."""
         crops: dict[float, list[np.ndarray]] = {}
         inputs: dict[InputSpec, np.ndarray] = {}
         for spec in specs:
