@@ -50,3 +50,12 @@ def test_sizes_that_the_weights_cannot_serve_and_wrong_tasks_are_refused(tmp_pat
         load_trained(tmp_path / "m.keras", "--teacher", (32, 32, 1), 2)  # grey faces for an RGB model
     with pytest.raises(WeightsError, match="this task needs"):
         load_trained(tmp_path / "m.keras", "--teacher", (32, 32, 3), 5)
+
+
+def test_a_face_size_below_8_px_is_a_usage_error(capsys):
+    from training.train import parse_args
+
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["race", "--size", "4"])
+    assert exit_info.value.code == 2 and "--size must be at least 8 px" in capsys.readouterr().err
+    assert parse_args(["race", "--size", "96"]).size == 96

@@ -58,6 +58,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--teacher-weight", type=float, default=0.5, help="share of the teachers in the targets")
     args = parser.parse_args(argv)
+    if args.size is not None and args.size < 8:
+        parser.error(f"--size must be at least 8 px, got {args.size}")
     if not 0.0 <= args.teacher_weight <= 1.0:
         parser.error(f"--teacher-weight must be within 0..1, got {args.teacher_weight}")
     return args
