@@ -132,3 +132,7 @@ def test_training_time_counts_the_runs_a_member_was_fine_tuned_from():
 
     record = {"train_seconds": 600, "init_from": {"train_seconds": 3000, "init_from": {"train_seconds": 400}}}
     assert lineage_seconds(record) == 4000 and lineage_seconds({}) == 0
+    teacher = {"command": "train seed 1", "train_seconds": 2000}
+    student = {"command": "train --teacher", "train_seconds": 900, "teachers": [teacher, {"train_seconds": 100}]}
+    assert lineage_seconds(student) == 3000  # a distilled model's cost includes its teachers'
+    assert lineage_seconds(student, dict(teacher)) == 3000  # a teacher that is also a member counts once

@@ -62,10 +62,23 @@ def mirror_image(inputs, width: int):
     return keras.layers.Permute((1, 3, 2), name="mirror_out")(flipped)
 
 
-def lineage_seconds(record: dict[str, Any]) -> int:
-    """Training seconds of a run plus those of the run it was fine-tuned from, and so on back."""
-    parent = record.get("init_from")
-    return int(record.get("train_seconds") or 0) + (lineage_seconds(parent) if parent else 0)
+def lineage_runs(record: dict[str, Any]) -> dict[str, int]:
+    """Training seconds of every run a model took to make, by run: its own, the run it was fine-tuned
+    from and, for a distilled model, its teachers' (and so on back). Keyed by the run's command, so a
+    network that is both a teacher and an ensemble member is counted once."""
+    runs = {str(record.get("command") or record.get("run_dir") or id(record)): int(record.get("train_seconds") or 0)}
+    for earlier in [record.get("init_from"), *record.get("teachers", [])]:
+        if earlier:
+            runs.update(lineage_runs(earlier))
+    return runs
+
+
+def lineage_seconds(*records: dict[str, Any]) -> int:
+    """Total training seconds behind these models, each run counted once."""
+    runs: dict[str, int] = {}
+    for record in records:
+        runs.update(lineage_runs(record))
+    return sum(runs.values())
 
 
 def build_ensemble(members: list, name: str = "ensemble", mirror: bool = False):
@@ -172,7 +185,7 @@ def run(
                 "epochs_run": " + ".join(str(r.get("epochs_run", "?")) for r in records),
                 "best_epoch": " + ".join(str(r.get("best_epoch", "?")) for r in records),
                 "val_accuracy": None,
-                "train_seconds": sum(lineage_seconds(r) for r in records),
+                "train_seconds": lineage_seconds(*records),
                 "hardware": next((r["hardware"] for r in records if r.get("hardware")), None),
                 "command": command,
             },
