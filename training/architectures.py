@@ -77,5 +77,8 @@ ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
     "facelens_rgb": lambda shape, n: facelens_cnn(
         shape, n, widths=(24, 48, 96, 192), stem_stride=2, name="facelens_rgb"
     ),
+    "facelens_rgb_wide": lambda shape, n: facelens_cnn(
+        shape, n, widths=(32, 64, 128, 256), stem_stride=2, name="facelens_rgb_wide"
+    ),
     "seed_finalized": seed_finalized_cnn,
 }
