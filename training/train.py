@@ -65,23 +65,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def load_training_data(args: argparse.Namespace, spec, weights_dir: Path):
-    """(train, val) SplitData for the task, with soft targets and balancing weights filled in."""
-    from training.augment import balanced_weights
+def load_faces(
+    task: str, data: str | None, spec, split_file: Path | None, weights_dir: Path, ferplus_weight: float = 0.0
+):
+    """(train, val, balancing keys) for the task from its dataset, or from a face pack (`training.pack`)
+    when `data` is a `.npz` file: one loader, so a run on a lent GPU sees the faces a run here would."""
+    from training.pack import is_pack, read_pack
     from training.task_data import fer_split, utk_splits
 
-    config = TASK_CONFIGS[args.task]
-    path = Path(args.data or config.default_path)
-    if config.dataset == "fer2013":
+    config = TASK_CONFIGS[task]
+    path = Path(data or config.default_path)
+    if is_pack(path):
+        train, val, keys = read_pack(path, task, spec)
+    elif config.dataset == "fer2013":
         from training.data.fer import load_fer2013
 
-        data = load_fer2013(path)
-        train = fer_split(data, "Training", spec, ferplus_weight=args.ferplus_weight)
-        val = fer_split(data, "PublicTest", spec)
-        keys = train.labels
+        fer = load_fer2013(path)
+        train = fer_split(fer, "Training", spec, ferplus_weight=ferplus_weight)
+        val = fer_split(fer, "PublicTest", spec)
+        keys = train.labels.astype(str)
     else:
-        split_file = args.split_file or weights_dir / UTK_SPLIT_FILE
-        parts = utk_splits(path, spec, args.task, split_file)
+        parts = utk_splits(path, spec, task, split_file or weights_dir / UTK_SPLIT_FILE)
         train, val = parts["train"], parts["val"]
         # Balance over (label, race, age band) cells so rare groups weigh more, not just rare labels.
         keys = np.array(
@@ -92,6 +96,14 @@ def load_training_data(args: argparse.Namespace, spec, weights_dir: Path):
             f"{path}: too few faces to hold out a validation split ({len(train.labels)} train, "
             f"{len(val.labels)} val); training needs both"
         )
+    return train, val, keys
+
+
+def load_training_data(args: argparse.Namespace, spec, weights_dir: Path):
+    """(train, val) SplitData for the task, with soft targets and balancing weights filled in."""
+    from training.augment import balanced_weights
+
+    train, val, keys = load_faces(args.task, args.data, spec, args.split_file, weights_dir, args.ferplus_weight)
     n_classes = len(DEFAULT_CLASSES[args.task])
     if train.soft_targets is None:
         train.soft_targets = np.eye(n_classes, dtype=np.float32)[train.labels]
