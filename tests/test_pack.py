@@ -54,7 +54,7 @@ def test_a_pack_holds_train_and_val_faces_as_prepared_here_and_no_test_faces(gen
     np.testing.assert_array_equal(train.labels, parts["train"].labels)
     np.testing.assert_array_equal(val.labels, parts["val"].labels)
     assert train.images.shape == parts["train"].images.shape and train.images.dtype == np.uint8
-    # JPEG at quality 95: each face within a few grey levels of the one prepared here.
+    # JPEG at quality 90: each face within a few grey levels of the one prepared here.
     error = np.abs(train.images.astype(int) - parts["train"].images.astype(int)).mean(axis=(1, 2, 3))
     assert error.max() < 4.0
     assert keys.shape == train.labels.shape
