@@ -80,9 +80,13 @@ def write_pack(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-    tmp.replace(out)
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        tmp.replace(out)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a full disk must not leave a half pack behind
+        raise
     return out.stat().st_size
 
 
