@@ -4,11 +4,10 @@ without the test split, and anything else must be refused with a clear message."
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
+from conftest import tiny_utkface
 
 from inference.errors import DatasetError
 from training.pack import main as pack_main
@@ -16,19 +15,6 @@ from training.pack import read_pack
 from training.tasks import TASK_CONFIGS
 
 GENDER_SPEC = TASK_CONFIGS["gender"].spec
-
-
-def tiny_utkface(root: Path) -> Path:
-    """48 UTKFace-named faces in two strata (gender x White x 20-29), brightness by gender."""
-    folder = root / "UTKFace"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(1)
-    stamp = 20170116000000000
-    for i in range(48):
-        stamp += 1
-        image = np.full((60, 60, 3), 40 + 150 * (i % 2), np.uint8) + rng.integers(0, 30, (60, 60, 3), dtype=np.uint8)
-        cv2.imwrite(str(folder / f"{20 + i % 10}_{i % 2}_0_{stamp}.jpg.chip.jpg"), image)
-    return root
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import tiny_utkface
 
 from inference.cards import DEFAULT_CLASSES, load_card
 from training.splits import UTK_SPLIT_FILE
@@ -78,14 +79,7 @@ def test_one_epoch_writes_a_safe_loadable_model_and_card_then_resumes(tmp_path, 
 def test_utkface_training_writes_its_split_beside_the_weights(tmp_path):
     from training.train import main
 
-    folder = tmp_path / "UTKFace"
-    folder.mkdir()
-    rng = np.random.default_rng(1)
-    stamp = 20170116000000000
-    for i in range(48):  # two strata (gender x White x 20-29) of 24 faces: 10% of each go to val and to test
-        stamp += 1
-        image = np.full((60, 60, 3), 40 + 150 * (i % 2), np.uint8) + rng.integers(0, 30, (60, 60, 3), dtype=np.uint8)
-        cv2.imwrite(str(folder / f"{20 + i % 10}_{i % 2}_0_{stamp}.jpg.chip.jpg"), image)
+    tiny_utkface(tmp_path)  # two strata of 24 faces: 10% of each go to val and to test
     weights = tmp_path / "weights"
     argv = [
         "gender",
