@@ -203,3 +203,30 @@ def test_distilling_from_a_teacher_records_it_and_a_wrong_teacher_is_exit_2(tmp_
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("facelens train: error: --teacher") and "this task needs" in err[-1]
     assert not (tmp_path / "w2" / "emotion.keras").exists()
+
+
+def test_auxiliary_heads_train_resume_and_are_dropped_from_the_export(tmp_path, capsys):
+    import keras
+
+    from training.train import main
+
+    tiny_utkface(tmp_path)
+    weights, run_dir = tmp_path / "weights", tmp_path / "run"
+    common = ["gender", "--data", str(tmp_path), "--run-dir", str(run_dir), "--export", str(weights)]
+    common += ["--batch-size", "16", "--aux", "race,age", "--aux-weight", "0.2"]
+    assert main([*common, "--epochs", "1"]) == 0
+    model = keras.saving.load_model(weights / "gender.keras", safe_mode=True, compile=False)
+    assert model.output_shape == (None, 2) and not any(layer.name.startswith("aux_") for layer in model.layers)
+    training = load_card("gender", weights).details["training"]
+    assert training["auxiliary_heads"] == ["race", "age"] and training["aux_weight"] == 0.2
+    assert json.loads((run_dir / "state.json").read_text())["best"] > 0  # followed the gender output's accuracy
+    assert "val_probs_accuracy" in (run_dir / "log.csv").read_text().splitlines()[0]
+
+    assert main([*common, "--epochs", "2", "--resume"]) == 0
+    assert "resuming from epoch 1" in capsys.readouterr().err
+    assert json.loads((run_dir / "state.json").read_text())["epoch"] == 2
+
+    for bad in ("gender", "height"):
+        assert main([*common, "--epochs", "1", "--aux", bad]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("facelens train: error: --aux") and bad in err[-1]

@@ -11,12 +11,13 @@ from training.augment import AugmentConfig, augment_batch
 
 
 class FaceBatches(keras.utils.PyDataset):
-    """Faces (n, h, w, c) uint8 with targets (n, k) probabilities and per-sample weights (n,)."""
+    """Faces (n, h, w, c) uint8 with targets (n, k) probabilities — or a dict of them, one per model output —
+    and per-sample weights (n,)."""
 
     def __init__(
         self,
         images: np.ndarray,
-        targets: np.ndarray,
+        targets: np.ndarray | dict[str, np.ndarray],
         weights: np.ndarray | None = None,
         batch_size: int = 128,
         augment: AugmentConfig | None = None,
@@ -24,9 +25,15 @@ class FaceBatches(keras.utils.PyDataset):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        if len(images) != len(targets):
-            raise ValueError(f"{len(images)} images but {len(targets)} targets")
-        self.images, self.targets = images, targets.astype(np.float32)
+        for name, values in targets.items() if isinstance(targets, dict) else [("targets", targets)]:
+            if len(values) != len(images):
+                raise ValueError(f"{len(images)} images but {len(values)} {name}")
+        self.images = images
+        self.targets = (
+            {name: values.astype(np.float32) for name, values in targets.items()}
+            if isinstance(targets, dict)
+            else targets.astype(np.float32)
+        )
         self.weights = None if weights is None else weights.astype(np.float32)
         self.batch_size, self.augment = batch_size, augment
         self.rng = np.random.default_rng(seed)
@@ -41,7 +48,7 @@ class FaceBatches(keras.utils.PyDataset):
         idx = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         faces = self.images[idx]
         x = augment_batch(faces, self.rng, self.augment) if self.augment else faces.astype(np.float32)
-        y = self.targets[idx]
+        y = {k: v[idx] for k, v in self.targets.items()} if isinstance(self.targets, dict) else self.targets[idx]
         return (x, y) if self.weights is None else (x, y, self.weights[idx])
 
     def on_epoch_end(self) -> None:

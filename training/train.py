@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 
 from inference.cards import DEFAULT_CLASSES, TASKS, ModelCard  # noqa: E402
 from inference.errors import DatasetError, FaceLensError, WeightsError  # noqa: E402
+from training.auxiliary import MAIN_OUTPUT, aux_targets, parse_aux, with_aux_heads  # noqa: E402
 from training.splits import UTK_SPLIT_FILE  # noqa: E402
 from training.tasks import TASK_CONFIGS  # noqa: E402
 
@@ -57,9 +58,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="distil from this trained .keras (repeat for several; their mirror-averaged mean is the teacher)",
     )
     parser.add_argument("--teacher-weight", type=float, default=0.5, help="share of the teachers in the targets")
+    parser.add_argument(
+        "--aux", help="UTKFace labels to predict alongside the task while training, e.g. race,age (multi-task)"
+    )
+    parser.add_argument("--aux-weight", type=float, default=0.3, help="loss weight of each auxiliary head")
     args = parser.parse_args(argv)
     if args.size is not None and args.size < 8:
         parser.error(f"--size must be at least 8 px, got {args.size}")
+    if args.aux_weight < 0:
+        parser.error(f"--aux-weight must not be negative, got {args.aux_weight}")
     if not 0.0 <= args.teacher_weight <= 1.0:
         parser.error(f"--teacher-weight must be within 0..1, got {args.teacher_weight}")
     return args
@@ -113,9 +120,11 @@ def load_training_data(args: argparse.Namespace, spec, weights_dir: Path):
         pick = np.sort(rng.choice(len(train.labels), min(args.limit, len(train.labels)), replace=False))
         train.images, train.labels = train.images[pick], train.labels[pick]
         train.soft_targets = train.soft_targets[pick]
+        train.groups = {name: [names[i] for i in pick] for name, names in train.groups.items()}
         weights = weights[pick]
         val_pick = np.arange(min(len(val.labels), max(args.limit // 4, 16)))
         val.images, val.labels = val.images[val_pick], val.labels[val_pick]
+        val.groups = {name: [names[i] for i in val_pick] for name, names in val.groups.items()}
     if args.teacher:
         from training.distill import blend_targets, load_teacher, teacher_probabilities
 
@@ -162,7 +171,9 @@ class RunState:
         os.replace(tmp, self.path)
 
 
-def make_callbacks(run_dir: Path, state: RunState, args: argparse.Namespace, started: float):
+def make_callbacks(run_dir: Path, state: RunState, args: argparse.Namespace, started: float, prefix: str = ""):
+    """`prefix` names the task's own output in Keras's logs ("probs_" when auxiliary heads add outputs), so
+    checkpoints, early stopping and the learning-rate schedule follow the task, not the auxiliary labels."""
     import keras
 
     class Bookkeeping(keras.callbacks.Callback):
@@ -172,7 +183,7 @@ def make_callbacks(run_dir: Path, state: RunState, args: argparse.Namespace, sta
             logs = logs or {}
             state.data["epoch"] = epoch + 1
             state.data["seconds"] = state.data.get("seconds_before", 0.0) + time.time() - started
-            acc = float(logs.get("val_accuracy", 0.0))
+            acc = float(logs.get(f"val_{prefix}accuracy", 0.0))
             if acc > state.data["best"]:
                 state.data.update(best=acc, best_epoch=epoch + 1)
             state.save()
@@ -184,21 +195,21 @@ def make_callbacks(run_dir: Path, state: RunState, args: argparse.Namespace, sta
                 self.model.stop_training = True
 
     best = keras.callbacks.ModelCheckpoint(
-        run_dir / "best.keras", monitor="val_accuracy", mode="max", save_best_only=True
+        run_dir / "best.keras", monitor=f"val_{prefix}accuracy", mode="max", save_best_only=True
     )
     best.best = state.data["best"] or best.best
     return [
         keras.callbacks.ModelCheckpoint(run_dir / "last.keras"),
         best,
         keras.callbacks.CSVLogger(run_dir / "log.csv", append=True),
-        keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=args.patience),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=4, min_lr=2e-5),
+        keras.callbacks.EarlyStopping(monitor=f"val_{prefix}accuracy", mode="max", patience=args.patience),
+        keras.callbacks.ReduceLROnPlateau(monitor=f"val_{prefix}loss", mode="min", factor=0.5, patience=4, min_lr=2e-5),
         Bookkeeping(),
     ]
 
 
-def plot_curves(log_csv: Path, out_png: Path, title: str) -> None:
-    """Loss and accuracy per epoch, train vs validation, from the run log."""
+def plot_curves(log_csv: Path, out_png: Path, title: str, prefix: str = "") -> None:
+    """Loss and accuracy per epoch of the task's output, train vs validation, from the run log."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -208,8 +219,8 @@ def plot_curves(log_csv: Path, out_png: Path, title: str) -> None:
     log = pd.read_csv(log_csv)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
-        ax.plot(log["epoch"] + 1, log[metric], label="train")
-        ax.plot(log["epoch"] + 1, log[f"val_{metric}"], label="validation")
+        ax.plot(log["epoch"] + 1, log[prefix + metric], label="train")
+        ax.plot(log["epoch"] + 1, log[f"val_{prefix}{metric}"], label="validation")
         ax.set_xlabel("epoch")
         ax.set_title(metric)
         ax.grid(alpha=0.3)
@@ -224,7 +235,9 @@ def export_model(run_dir: Path, weights_dir: Path, task: str, spec, state: RunSt
     """Best checkpoint → `<weights_dir>/<task>.keras` without optimizer state, plus its card."""
     import keras
 
-    model = keras.saving.load_model(run_dir / "best.keras", compile=False, safe_mode=True)
+    from training.auxiliary import main_output_only
+
+    model = main_output_only(keras.saving.load_model(run_dir / "best.keras", compile=False, safe_mode=True))
     weights_dir.mkdir(parents=True, exist_ok=True)
     target = weights_dir / f"{task}.keras"
     tmp = weights_dir / f".{task}.tmp.keras"
@@ -259,6 +272,9 @@ def export_model(run_dir: Path, weights_dir: Path, task: str, spec, state: RunSt
 
         card.details["training"]["teachers"] = [{"file": str(t), **member_record(Path(t), task)} for t in args.teacher]
         card.details["training"]["teacher_weight"] = args.teacher_weight
+    if args.aux:
+        card.details["training"]["auxiliary_heads"] = list(parse_aux(args.aux, task))
+        card.details["training"]["aux_weight"] = args.aux_weight
     if args.init_from:
         from training.ensemble import member_record
 
@@ -287,6 +303,23 @@ def initial_model(args: argparse.Namespace, spec, n_classes: int):
     return ARCHITECTURES[architecture](spec.shape, n_classes)
 
 
+def compile_model(model, learning_rate: float, aux: tuple[str, ...], aux_weight: float) -> None:
+    """Cross-entropy on the task (soft targets allowed), plus `aux_weight` x cross-entropy per auxiliary head."""
+    import keras
+
+    optimizer = keras.optimizers.Adam(learning_rate)
+    if not aux:
+        model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
+        return
+    heads = [MAIN_OUTPUT, *(f"aux_{name}" for name in aux)]
+    model.compile(
+        optimizer=optimizer,
+        loss={head: "categorical_crossentropy" for head in heads},
+        loss_weights={head: 1.0 if head == MAIN_OUTPUT else aux_weight for head in heads},
+        metrics={MAIN_OUTPUT: ["accuracy"]},
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     import keras
 
@@ -304,7 +337,14 @@ def run(args: argparse.Namespace) -> int:
     weights_dir = args.export or Path(__file__).resolve().parents[1] / "weights"
     keras.utils.set_random_seed(args.seed)
 
+    aux = parse_aux(args.aux, args.task)
     train, val, weights = load_training_data(args, spec, weights_dir)
+    n_classes = len(DEFAULT_CLASSES[args.task])
+    train_targets, val_targets = train.soft_targets, np.eye(n_classes, dtype=np.float32)[val.labels]
+    if aux:
+        train_targets = {MAIN_OUTPUT: train_targets, **aux_targets(train.groups, aux)}
+        val_targets = {MAIN_OUTPUT: val_targets, **aux_targets(val.groups, aux)}
+    prefix = f"{MAIN_OUTPUT}_" if aux else ""
     print(
         f"{args.task}: {len(train.labels)} training faces, {len(val.labels)} validation faces, "
         f"input {spec.size}x{spec.size} {spec.color}",
@@ -327,30 +367,25 @@ def run(args: argparse.Namespace) -> int:
         state = RunState(run_dir / "state.json.new")
         state.path = run_dir / "state.json"
         (run_dir / "log.csv").unlink(missing_ok=True)
-        model = initial_model(args, spec, len(DEFAULT_CLASSES[args.task]))
-        model.compile(
-            optimizer=keras.optimizers.Adam(args.lr or config.learning_rate),
-            loss="categorical_crossentropy",
-            metrics=["accuracy"],
-        )
+        model = with_aux_heads(initial_model(args, spec, n_classes), aux)
+        compile_model(model, args.lr or config.learning_rate, aux, args.aux_weight)
     state.data["seconds_before"] = state.data.get("seconds", 0.0)
     epochs = args.epochs or config.epochs
     from training.augment import AugmentConfig
 
-    batches = FaceBatches(train.images, train.soft_targets, weights, args.batch_size, AugmentConfig(), args.seed)
-    n_classes = len(DEFAULT_CLASSES[args.task])
-    val_data = (val.images.astype(np.float32), np.eye(n_classes, dtype=np.float32)[val.labels])
+    batches = FaceBatches(train.images, train_targets, weights, args.batch_size, AugmentConfig(), args.seed)
+    val_data = (val.images.astype(np.float32), val_targets)
     started = time.time()
     model.fit(
         batches,
         validation_data=val_data,
         epochs=epochs,
         initial_epoch=state.data["epoch"],
-        callbacks=make_callbacks(run_dir, state, args, started),
+        callbacks=make_callbacks(run_dir, state, args, started, prefix),
         verbose=1 if sys.stderr.isatty() else 2,
     )
     if (run_dir / "log.csv").is_file():
-        plot_curves(run_dir / "log.csv", run_dir / "curves.png", f"{args.task} ({model.name}, {spec.size} px)")
+        plot_curves(run_dir / "log.csv", run_dir / "curves.png", f"{args.task} ({model.name}, {spec.size} px)", prefix)
     target = export_model(run_dir, weights_dir, args.task, spec, state, args)
     print(
         f"best validation accuracy {state.data['best']:.4f} at epoch {state.data['best_epoch']}; exported {target}",
