@@ -15,6 +15,14 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parsed-dataset caches of the small generated sets go to a temporary folder, never the user's
+    ~/.cache/facelens. Module-scoped fixtures run before this one, so the slices of the real ../shared sets
+    still reuse the real files' caches."""
+    monkeypatch.setenv("FACELENS_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
 def shared_path(*parts: str) -> Path:
     """A path under ../shared, or skip the test with a reason when it is not there (a user's fresh clone)."""
     path = SHARED.joinpath(*parts)

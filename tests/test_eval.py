@@ -23,13 +23,6 @@ REQUIRED_KEYS = {"task", "dataset", "split", "n", "accuracy", "macro_f1", "per_c
 GROUP_KEYS = {"per_group", "per_group_n", "per_group_gap"}
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory, monkeypatch):
-    """Caches of the small generated sets go to a temporary folder (the module-scoped FER2013 slice is built
-    before this runs, so it still reuses the real file's cache in ~/.cache/facelens)."""
-    monkeypatch.setenv("FACELENS_CACHE", str(tmp_path_factory.mktemp("cache")))
-
-
 def run_eval(capsys, *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out = capsys.readouterr()

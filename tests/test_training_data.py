@@ -21,12 +21,6 @@ GREY48 = InputSpec(48, "grey", 0.1)
 RGB64 = InputSpec(64, "rgb", 0.2)
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory, monkeypatch):
-    """Parsed-dataset caches go to a temporary folder, never the user's ~/.cache."""
-    monkeypatch.setenv("FACELENS_CACHE", str(tmp_path_factory.mktemp("cache")))
-
-
 def astronaut_bgr() -> np.ndarray:
     """A real face photo that ships inside scikit-image, so these tests need no ../shared."""
     from skimage import data

@@ -17,11 +17,6 @@ from training.splits import UTK_SPLIT_FILE
 pytestmark = pytest.mark.slow  # real (tiny) Keras training: ~5-15 s each on a busy 2-core CPU
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("FACELENS_CACHE", str(tmp_path_factory.mktemp("cache")))
-
-
 def tiny_fer_csv(path: Path, n_train: int = 64, n_public: int = 16, n_private: int = 16) -> Path:
     """FER2013-format CSV whose classes differ by brightness, so even one epoch has something to learn."""
     rng = np.random.default_rng(0)
