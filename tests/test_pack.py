@@ -44,6 +44,7 @@ def test_a_pack_holds_train_and_val_faces_as_prepared_here_and_no_test_faces(gen
     error = np.abs(train.images.astype(int) - parts["train"].images.astype(int)).mean(axis=(1, 2, 3))
     assert error.max() < 4.0
     assert keys.shape == train.labels.shape
+    assert train.groups == parts["train"].groups and val.groups == parts["val"].groups
     assert all(key.startswith(f"{label}|White|") for key, label in zip(keys, train.labels, strict=True))
 
 
@@ -76,13 +77,14 @@ def test_pack_cli_bad_data_is_exit_2_with_one_line(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_training_from_a_pack_exports_a_model(gender_pack, tmp_path, capsys):
+def test_training_from_a_pack_with_an_auxiliary_head_exports_a_model(gender_pack, tmp_path, capsys):
     from inference.cards import load_card
     from training.train import main as train_main
 
     out, _, _ = gender_pack
     weights = tmp_path / "weights"
     argv = ["gender", "--data", str(out), "--run-dir", str(tmp_path / "run"), "--export", str(weights)]
-    assert train_main([*argv, "--epochs", "1", "--batch-size", "16"]) == 0
+    assert train_main([*argv, "--epochs", "1", "--batch-size", "16", "--aux", "age"]) == 0
     assert "40 training faces, 4 validation faces" in capsys.readouterr().err
-    assert load_card("gender", weights).details["training"]["data_path"] == str(out)
+    training = load_card("gender", weights).details["training"]
+    assert training["data_path"] == str(out) and training["auxiliary_heads"] == ["age"]

@@ -2,7 +2,8 @@
 
 Why: a lent GPU machine receives at most 64 MiB and has no copy of `../shared`, and the raw datasets are
 larger than that. A pack holds the faces exactly as `facelens train` would feed them (after the same crop
-and `prepare_faces`), JPEG-encoded, with the labels, soft targets and balancing keys, so
+and `prepare_faces`), JPEG-encoded, with the labels, soft targets, balancing keys and UTKFace's per-face
+gender/race/age groups (for `--aux`), so
 `facelens train TASK --data PACK.npz` there runs the same recipe as here. The test split never goes into a
 pack: faces that decide the final number stay on this machine.
 
@@ -75,6 +76,8 @@ def write_pack(
         blob, ends = encode_faces(part.images, quality)
         arrays[f"{name}_jpeg"], arrays[f"{name}_ends"] = blob, ends
         arrays[f"{name}_labels"] = part.labels.astype(np.int64)
+        for group, values in part.groups.items():  # per-group tables and --aux heads need them there too
+            arrays[f"{name}_group_{group}"] = np.asarray(values, dtype=str)
     if train.soft_targets is not None:
         arrays["train_soft"] = train.soft_targets.astype(np.float32)
     out = Path(out)
@@ -113,7 +116,15 @@ def read_pack(path: Path, task: str, spec: InputSpec) -> tuple[SplitData, SplitD
             "make a pack with the run's task and --size"
         )
     parts = [
-        SplitData(decode_faces(data[f"{name}_jpeg"], data[f"{name}_ends"], spec), data[f"{name}_labels"])
+        SplitData(
+            decode_faces(data[f"{name}_jpeg"], data[f"{name}_ends"], spec),
+            data[f"{name}_labels"],
+            groups={
+                key.removeprefix(f"{name}_group_"): data[key].tolist()
+                for key in data.files
+                if key.startswith(f"{name}_group_")
+            },
+        )
         for name in _PARTS
     ]
     if "train_soft" in data.files:
