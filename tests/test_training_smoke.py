@@ -220,6 +220,9 @@ def test_auxiliary_heads_train_resume_and_are_dropped_from_the_export(tmp_path, 
     assert main([*common, "--epochs", "2", "--resume"]) == 0
     assert "resuming from epoch 1" in capsys.readouterr().err
     assert json.loads((run_dir / "state.json").read_text())["epoch"] == 2
+    resume_without_aux = [arg for arg in common if arg not in ("--aux", "race,age")]
+    assert main([*resume_without_aux, "--epochs", "3", "--resume"]) == 2
+    assert "trained with --aux age,race" in capsys.readouterr().err.strip().splitlines()[-1]
 
     for bad in ("gender", "height"):
         assert main([*common, "--epochs", "1", "--aux", bad]) == 2

@@ -39,12 +39,14 @@ def parse_aux(text: str | None, task: str) -> tuple[str, ...]:
 
 
 def aux_targets(groups: dict[str, list[str]], names: Sequence[str]) -> dict[str, np.ndarray]:
-    """One-hot targets per auxiliary head from a split's per-face group names (UTKFace only: FER2013 and face
-    packs carry no such labels, and saying so beats training a head on nothing)."""
+    """One-hot targets per auxiliary head from a split's per-face group names (UTKFace and its packs only:
+    FER2013 carries no such labels, and saying so beats training a head on nothing)."""
     targets = {}
     for name in names:
         if name not in groups:
-            raise DatasetError(f"--aux {name}: this dataset has no {name} labels (UTKFace folders have them)")
+            raise DatasetError(
+                f"--aux {name}: this dataset has no {name} labels (UTKFace folders and their packs have them)"
+            )
         index = {label: i for i, label in enumerate(AUX_CLASSES[name])}
         labels = np.array([index[g] for g in groups[name]], dtype=np.int64)
         targets[f"aux_{name}"] = np.eye(len(index), dtype=np.float32)[labels]
@@ -65,6 +67,13 @@ def with_aux_heads(model, names: Sequence[str]):
             features
         )
     return keras.Model(model.input, outputs, name=model.name)
+
+
+def aux_of(model) -> tuple[str, ...]:
+    """The auxiliary labels a (possibly multi-task) model was built with, so a resumed run can be checked."""
+    if not isinstance(model.output, dict):
+        return ()
+    return tuple(sorted(name.removeprefix("aux_") for name in model.output if name != MAIN_OUTPUT))
 
 
 def main_output_only(model):

@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 
 from inference.cards import DEFAULT_CLASSES, TASKS, ModelCard  # noqa: E402
 from inference.errors import DatasetError, FaceLensError, WeightsError  # noqa: E402
-from training.auxiliary import MAIN_OUTPUT, aux_targets, parse_aux, with_aux_heads  # noqa: E402
+from training.auxiliary import MAIN_OUTPUT, aux_of, aux_targets, parse_aux, with_aux_heads  # noqa: E402
 from training.splits import UTK_SPLIT_FILE  # noqa: E402
 from training.tasks import TASK_CONFIGS  # noqa: E402
 
@@ -357,6 +357,11 @@ def run(args: argparse.Namespace) -> int:
             raise WeightsError(
                 f"{run_dir / 'last.keras'} takes {model.input_shape[1:]} faces, not {spec.shape}: "
                 f"resume with the run's --size {model.input_shape[1]}"
+            )
+        if aux_of(model) != tuple(sorted(aux)):
+            raise WeightsError(
+                f"{run_dir / 'last.keras'} was trained with --aux {','.join(aux_of(model)) or '(none)'}: "
+                "resume with the run's --aux"
             )
         print(
             f"resuming from epoch {state.data['epoch']} (best val accuracy {state.data['best']:.4f})", file=sys.stderr
