@@ -136,3 +136,33 @@ def test_training_time_counts_the_runs_a_member_was_fine_tuned_from():
     student = {"command": "train --teacher", "train_seconds": 900, "teachers": [teacher, {"train_seconds": 100}]}
     assert lineage_seconds(student) == 3000  # a distilled model's cost includes its teachers'
     assert lineage_seconds(student, dict(teacher)) == 3000  # a teacher that is also a member counts once
+
+
+def test_an_ensemble_given_as_member_contributes_its_networks_with_their_records(tmp_path, fer_csv):
+    import keras
+
+    from training import ensemble
+
+    nets = [small_model(seed, name=name) for seed, name in ((7, "tiny"), (8, "small"), (9, "wide"))]
+    for index, net in enumerate(nets):
+        (tmp_path / str(index)).mkdir()
+        net.save(tmp_path / str(index) / "best.keras")
+        state = {"epoch": 10 + index, "best_epoch": index, "best": 0.5, "seconds": 100 * (index + 1)}
+        (tmp_path / str(index) / "state.json").write_text(json.dumps(state))
+    first = tmp_path / "first"
+    pair = ["--member", str(tmp_path / "0" / "best.keras"), "--member", str(tmp_path / "1" / "best.keras")]
+    assert ensemble.main(["emotion", *pair, "--mirror", "--out", str(first), "--data", str(fer_csv)]) == 0
+
+    out = tmp_path / "out"
+    argv = ["emotion", "--member", str(first / "emotion.keras"), "--member", str(tmp_path / "2" / "best.keras")]
+    assert ensemble.main([*argv, "--out", str(out), "--data", str(fer_csv)]) == 0
+    model = keras.saving.load_model(out / "emotion.keras", safe_mode=True)
+    faces = np.random.default_rng(4).integers(0, 256, (4, 48, 48, 1)).astype(np.float32)
+    expected = sum(net(faces).numpy() for net in nets) / 3  # flat: no nested mean, and no mirror view now
+    np.testing.assert_allclose(model(faces).numpy(), expected, rtol=1e-5, atol=1e-6)
+
+    card = json.loads((out / "emotion.json").read_text())
+    assert card["architecture"] == "ensemble(tiny + small + wide)" and card["mirror_averaged"] is False
+    assert [m["training"]["epochs_run"] for m in card["members"]] == [10, 11, 12]
+    assert card["members"][1]["file"].endswith("emotion.keras#small[1]")
+    assert card["training"]["train_seconds"] == 600

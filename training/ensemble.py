@@ -11,6 +11,11 @@ runs as ONE compiled call per batch. All members must share the task's colour; s
 
 A member is a `.keras` file; its training record comes from the card beside it (`<task>.json`) or, for a
 run-folder checkpoint, from the run's `state.json`. The ensemble's card lists every member's record.
+
+A member that is itself an ensemble made here (e.g. the shipped `weights/gender.keras`) contributes its
+networks, each with its record from that ensemble's card, instead of being nested whole: so a shipped model
+can be recombined with new networks after the runs that made it are gone, and `--mirror` alone decides
+whether the result averages the mirror view.
 """
 
 from __future__ import annotations
@@ -46,6 +51,41 @@ def member_record(model_file: Path, task: str) -> dict[str, Any]:
             "run_dir": str(model_file.parent),
         }
     return {}
+
+
+MEMBER_PREFIX = "member"
+
+
+def base_name(model_name: str) -> str:
+    """A network's own name, without the `member<i>_` prefix an ensemble gave it."""
+    head, _, rest = model_name.partition("_")
+    return rest if head.startswith(MEMBER_PREFIX) and head[len(MEMBER_PREFIX) :].isdigit() and rest else model_name
+
+
+def networks_of(model) -> list:
+    """The member networks of an ensemble built by `build_ensemble`, in member order; [] for a plain network."""
+    import keras
+
+    inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    if not inner or not all(base_name(m.name) != m.name for m in inner):
+        return []
+    return sorted(inner, key=lambda m: int(m.name.partition("_")[0][len(MEMBER_PREFIX) :]))
+
+
+def expand_member(path: Path, model, task: str) -> list[tuple[str, Any, dict[str, Any]]]:
+    """(file label, network, training record) for each network in a member file: the file itself for a plain
+    network, or each network of an ensemble with the record its card kept for it."""
+    networks = networks_of(model)
+    if not networks:
+        return [(str(path), model, member_record(path, task))]
+    beside = card_path(task, path.parent)
+    card = json.loads(beside.read_text()) if beside.is_file() else {}
+    kept = card.get("members", []) if card.get("file") == path.name else []
+    records = [dict(entry.get("training", {})) for entry in kept] if len(kept) == len(networks) else []
+    return [
+        (f"{path}#{base_name(net.name)}[{index}]", net, records[index] if records else {})
+        for index, net in enumerate(networks)
+    ]
 
 
 def mirror_image(inputs, width: int):
@@ -141,23 +181,23 @@ def run(
     task's dataset in ../shared)."""
     import keras
 
-    if len(member_files) < (1 if mirror else 2):
+    if not member_files:
         raise WeightsError("an ensemble needs at least two --member models, or one with --mirror")
-    members = []
-    for index, path in enumerate(member_files):
+    expanded = []
+    for path in member_files:
         if not path.is_file():
             raise WeightsError(f"model weights not found: {path}")
-        model = keras.saving.load_model(path, compile=False, safe_mode=True)
-        model.name = f"member{index}_{model.name}"  # unique layer names inside the ensemble
-        members.append(model)
+        expanded += expand_member(path, keras.saving.load_model(path, compile=False, safe_mode=True), task)
+    labels, members, records = (list(column) for column in zip(*expanded, strict=True))
+    for index, model in enumerate(members):
+        model.name = f"{MEMBER_PREFIX}{index}_{base_name(model.name)}"  # unique layer names inside the ensemble
     ensemble = build_ensemble(members, mirror=mirror)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{task}.keras"
     tmp = out_dir / f".{task}.tmp.keras"
     ensemble.save(tmp)
     os.replace(tmp, target)
-    records = [member_record(path, task) for path in member_files]
-    architecture = " + ".join(m.name.split("_", 1)[1] for m in members)
+    architecture = " + ".join(base_name(m.name) for m in members)
     architecture = f"ensemble({architecture})" if len(members) > 1 else architecture
     architecture = f"mirror-averaged {architecture}" if mirror else architecture
     config = TASK_CONFIGS[task]
@@ -172,12 +212,12 @@ def run(
             "parameters": int(ensemble.count_params()),
             "members": [
                 {
-                    "file": str(path),
-                    "architecture": m.name.split("_", 1)[1],
+                    "file": label,
+                    "architecture": base_name(m.name),
                     "parameters": int(m.count_params()),
                     "training": record,
                 }
-                for path, m, record in zip(member_files, members, records, strict=True)
+                for label, m, record in zip(labels, members, records, strict=True)
             ],
             "training": {
                 "dataset": config.dataset,
