@@ -459,3 +459,22 @@ def test_balanced_weights_mean_one_and_rare_classes_weigh_more():
     full = balanced_weights(keys, 1.0)
     assert full[keys == "Disgust"].sum() == pytest.approx(full[keys == "Happy"].sum(), rel=1e-5)
     np.testing.assert_allclose(balanced_weights(keys, 0.0), 1.0)
+
+
+def test_batches_keep_faces_targets_and_weights_aligned_for_one_or_several_outputs():
+    from training.dataset import FaceBatches
+
+    faces = np.arange(10, dtype=np.uint8)[:, None, None, None] * np.ones((10, 4, 4, 1), np.uint8)
+    labels = np.eye(2, dtype=np.float64)[np.arange(10) % 2]
+    weights = np.arange(10, dtype=np.float64)
+    x, y, w = FaceBatches(faces, labels, weights, batch_size=4)[1]  # no augmentation: faces 4..7 in order
+    assert x[:, 0, 0, 0].tolist() == [4, 5, 6, 7] and y.dtype == np.float32 and w.tolist() == [4, 5, 6, 7]
+    np.testing.assert_array_equal(y, labels[4:8])
+
+    named = {"probs": labels, "aux_age": np.eye(3)[np.arange(10) % 3]}
+    multi_output = FaceBatches(faces, named, batch_size=4)
+    x, y = multi_output[2]  # the last, short batch
+    assert set(y) == {"probs", "aux_age"} and len(x) == len(y["probs"]) == len(y["aux_age"]) == 2
+    np.testing.assert_array_equal(y["aux_age"], named["aux_age"][8:10])
+    with pytest.raises(ValueError, match="10 images but 9 aux_age"):
+        FaceBatches(faces, {"probs": labels, "aux_age": labels[:9]})

@@ -25,15 +25,13 @@ class FaceBatches(keras.utils.PyDataset):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        for name, values in targets.items() if isinstance(targets, dict) else [("targets", targets)]:
+        self.single_output = not isinstance(targets, dict)  # a plain array for a one-output model
+        named = {"targets": targets} if self.single_output else targets
+        for name, values in named.items():
             if len(values) != len(images):
                 raise ValueError(f"{len(images)} images but {len(values)} {name}")
         self.images = images
-        self.targets = (
-            {name: values.astype(np.float32) for name, values in targets.items()}
-            if isinstance(targets, dict)
-            else targets.astype(np.float32)
-        )
+        self.targets = {name: values.astype(np.float32) for name, values in named.items()}
         self.weights = None if weights is None else weights.astype(np.float32)
         self.batch_size, self.augment = batch_size, augment
         self.rng = np.random.default_rng(seed)
@@ -48,7 +46,8 @@ class FaceBatches(keras.utils.PyDataset):
         idx = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         faces = self.images[idx]
         x = augment_batch(faces, self.rng, self.augment) if self.augment else faces.astype(np.float32)
-        y = {k: v[idx] for k, v in self.targets.items()} if isinstance(self.targets, dict) else self.targets[idx]
+        y = {name: values[idx] for name, values in self.targets.items()}
+        y = y["targets"] if self.single_output else y
         return (x, y) if self.weights is None else (x, y, self.weights[idx])
 
     def on_epoch_end(self) -> None:
