@@ -171,6 +171,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the `facelens` command line; returns the exit code (the console script exits with it)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter would bury our one line
     args = list(sys.argv[1:] if argv is None else argv)
+    if argv is None and args[:1] == ["train"]:  # this process is the command itself, so it may re-exec
+        from training.hugepages import restart_with_huge_pages
+
+        restart_with_huge_pages()
     try:
         return _dispatch(args)
     except FaceLensError as exc:

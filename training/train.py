@@ -409,4 +409,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from training.hugepages import restart_with_huge_pages
+
+    restart_with_huge_pages()
     sys.exit(main())
