@@ -71,25 +71,26 @@ def test_one_epoch_writes_a_safe_loadable_model_and_card_then_resumes(tmp_path, 
     assert load_card("emotion", weights).details["training"]["epochs_run"] == 2
 
 
-def test_utkface_training_writes_its_split_beside_the_weights(tmp_path):
+def test_utkface_training_writes_its_split_beside_the_weights_in_the_run_by_default(tmp_path):
     from training.train import main
 
     tiny_utkface(tmp_path)  # two strata of 24 faces: 10% of each go to val and to test
-    weights = tmp_path / "weights"
+    weights = tmp_path / "run" / "export"  # no --export: the shipped models stay as they are
+    shipped = Path(__file__).resolve().parents[1] / "weights" / "gender.keras"
+    before = shipped.stat().st_mtime_ns
     argv = [
         "gender",
         "--data",
         str(tmp_path),
         "--run-dir",
         str(tmp_path / "run"),
-        "--export",
-        str(weights),
         "--epochs",
         "1",
         "--batch-size",
         "16",
     ]
     assert main(argv) == 0
+    assert shipped.stat().st_mtime_ns == before
     split = json.loads((weights / UTK_SPLIT_FILE).read_text())
     assert len(split["test"]) == len(split["val"]) == 4 and not set(split["test"]) & set(split["val"])
     assert load_card("gender", weights).classes == DEFAULT_CLASSES["gender"]

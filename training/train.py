@@ -42,7 +42,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--init-from", type=Path, help="start a new run from this trained .keras (fine-tuning; --arch is ignored)"
     )
     parser.add_argument("--time-budget", type=float, default=0, help="stop cleanly after this many minutes")
-    parser.add_argument("--export", type=Path, help="write the best model + card into this weights folder")
+    parser.add_argument(
+        "--export",
+        type=Path,
+        help="write the best model + card into this folder (default <run-dir>/export; the app's own models "
+        "are replaced only when this names their folder)",
+    )
     parser.add_argument("--split-file", type=Path, help="UTKFace split file (default <export or weights>/splits)")
     parser.add_argument("--size", type=int, help="face size in px (default: the task's recipe)")
     parser.add_argument("--limit", type=int, default=0, help="use only this many training faces (smoke runs)")
@@ -334,7 +339,7 @@ def run(args: argparse.Namespace) -> int:
     spec = replace(config.spec, size=args.size) if args.size else config.spec
     run_dir = args.run_dir or Path("runs") / args.task
     run_dir.mkdir(parents=True, exist_ok=True)
-    weights_dir = args.export or Path(__file__).resolve().parents[1] / "weights"
+    weights_dir = args.export or run_dir / "export"  # never over the shipped models unless asked to
     keras.utils.set_random_seed(args.seed)
 
     aux = parse_aux(args.aux, args.task)
