@@ -48,7 +48,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="write the best model + card into this folder (default <run-dir>/export; the app's own models "
         "are replaced only when this names their folder)",
     )
-    parser.add_argument("--split-file", type=Path, help="UTKFace split file (default <export>/splits, made there if absent)")
+    parser.add_argument(
+        "--split-file", type=Path, help="UTKFace split file (default <export>/splits, made there if absent)"
+    )
     parser.add_argument("--size", type=int, help="face size in px (default: the task's recipe)")
     parser.add_argument("--limit", type=int, default=0, help="use only this many training faces (smoke runs)")
     parser.add_argument("--ferplus-weight", type=float, default=0.3, help="share of FER+ votes in emotion targets")
