@@ -1,9 +1,9 @@
 """Let glibc back training's large buffers with transparent huge pages, on Linux.
 
-Why: glibc gives every allocation above its mmap threshold (32 MiB at most) its own mapping, returned to
-the kernel on free, and TensorFlow's convolution workspaces at batch 128 are larger than that, so every
-training step faults hundreds of MiB back in, 4 KiB at a time: measured ~200,000 page faults a second
-during `facelens train`, about a core's worth of kernel time on the 2-core VM. glibc 2.35+ can ask for
+Why: TensorFlow's convolutions allocate and free large GEMM packing buffers every step, and glibc returns
+such memory to the kernel, which faults it back in 4 KiB at a time: measured ~200,000 page faults a second
+during `facelens train` (`perf record -e page-faults`: Eigen's gemm packing in the convolution backprop),
+about a core's worth of kernel time on the 2-core VM. glibc 2.35+ can ask for
 huge pages on those mappings (`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`), but only if the variable is set
 when the process starts, hence one re-exec of the same command line. Measured here: two 30-batch epochs
 of the wide multi-task gender network 137 s -> 83 s (`facelens train gender --arch facelens_rgb_wide
