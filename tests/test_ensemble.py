@@ -166,3 +166,36 @@ def test_an_ensemble_given_as_member_contributes_its_networks_with_their_records
     assert [m["training"]["epochs_run"] for m in card["members"]] == [10, 11, 12]
     assert card["members"][1]["file"].endswith("emotion.keras#small[1]")
     assert card["training"]["train_seconds"] == 600
+
+
+def test_one_network_of_an_ensemble_can_be_picked_by_index(tmp_path, fer_csv, capsys):
+    import keras
+
+    from training import ensemble
+
+    nets = [small_model(seed, name=name) for seed, name in ((11, "tiny"), (12, "small"), (13, "wide"))]
+    for index, net in enumerate(nets):
+        (tmp_path / str(index)).mkdir()
+        net.save(tmp_path / str(index) / "best.keras")
+        state = {"epoch": 20 + index, "best_epoch": index, "best": 0.5, "seconds": 10}
+        (tmp_path / str(index) / "state.json").write_text(json.dumps(state))
+    pair_dir = tmp_path / "pair"
+    pair = ["--member", str(tmp_path / "0" / "best.keras"), "--member", str(tmp_path / "1" / "best.keras")]
+    assert ensemble.main(["emotion", *pair, "--out", str(pair_dir), "--data", str(fer_csv)]) == 0
+
+    out = tmp_path / "out"
+    third = str(tmp_path / "2" / "best.keras")
+    argv = ["emotion", "--member", f"{pair_dir / 'emotion.keras'}#1", "--member", third]
+    assert ensemble.main([*argv, "--out", str(out), "--data", str(fer_csv)]) == 0
+    model = keras.saving.load_model(out / "emotion.keras", safe_mode=True)
+    faces = np.random.default_rng(5).integers(0, 256, (4, 48, 48, 1)).astype(np.float32)
+    expected = (nets[1](faces).numpy() + nets[2](faces).numpy()) / 2  # the first network is left out
+    np.testing.assert_allclose(model(faces).numpy(), expected, rtol=1e-5, atol=1e-6)
+    card = json.loads((out / "emotion.json").read_text())
+    assert card["architecture"] == "ensemble(small + wide)"
+    assert [m["training"]["epochs_run"] for m in card["members"]] == [21, 22]
+
+    for bad in (f"{pair_dir / 'emotion.keras'}#2", f"{third}#0"):  # past the end; not an ensemble
+        assert ensemble.main(["emotion", "--member", bad, "--member", third, "--out", str(tmp_path / "x")]) == 2
+        message = capsys.readouterr().err.strip()
+        assert message.startswith("error: ") and "#" in message and "\n" not in message

@@ -68,3 +68,13 @@ def test_cli_missing_weights_is_exit_2(tmp_path, capsys):
     assert main(["--weights", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "model card not found" in err[0]
+
+
+def test_the_cpu_is_named_with_its_model_and_widest_simd_level():
+    from training.cost import cpu_description
+
+    milan = "processor\t: 0\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC\nflags\t\t: sse4_2 avx avx2 fma\n"
+    assert cpu_description(milan).startswith("AMD EPYC (family 25 model 1, avx2), ")
+    genoa = milan.replace("model\t\t: 1", "model\t\t: 17").replace("fma", "fma avx512f avx512_vnni")
+    assert cpu_description(genoa).startswith("AMD EPYC (family 25 model 17, avx512_vnni), ")
+    assert cpu_description("model name\t: Some CPU\n").startswith("Some CPU, ")

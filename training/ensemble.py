@@ -15,7 +15,8 @@ run-folder checkpoint, from the run's `state.json`. The ensemble's card lists ev
 A member that is itself an ensemble made here (e.g. the shipped `weights/gender.keras`) contributes its
 networks, each with its record from that ensemble's card, instead of being nested whole: so a shipped model
 can be recombined with new networks after the runs that made it are gone, and `--mirror` alone decides
-whether the result averages the mirror view.
+whether the result averages the mirror view. `FILE#INDEX` takes only that network of such an ensemble
+(0-based, in its card's member order), so one member of a shipped model can be swapped for a new one.
 """
 
 from __future__ import annotations
@@ -86,6 +87,23 @@ def expand_member(path: Path, model, task: str) -> list[tuple[str, Any, dict[str
         (f"{path}#{base_name(net.name)}[{index}]", net, records[index] if records else {})
         for index, net in enumerate(networks)
     ]
+
+
+def split_selection(member: Path) -> tuple[Path, int | None]:
+    """`FILE#INDEX` -> (FILE, INDEX); a plain file (even one whose name holds a '#') -> (file, None)."""
+    head, mark, index = str(member).rpartition("#")
+    if member.is_file() or not mark or not index.isdigit():
+        return member, None
+    return Path(head), int(index)
+
+
+def select_networks(expanded: list, index: int | None, member: Path) -> list:
+    """All of a member's networks, or only the one `FILE#INDEX` picked out of an ensemble."""
+    if index is None:
+        return expanded
+    if len(expanded) < 2 or index >= len(expanded):
+        raise WeightsError(f"{member}: the file holds {len(expanded)} network(s); #{index} is not one of an ensemble's")
+    return [expanded[index]]
 
 
 def mirror_image(inputs, width: int):
@@ -184,10 +202,12 @@ def run(
     if not member_files:
         raise WeightsError("an ensemble needs at least two --member models, or one with --mirror")
     expanded = []
-    for path in member_files:
+    for member in member_files:
+        path, index = split_selection(member)
         if not path.is_file():
             raise WeightsError(f"model weights not found: {path}")
-        expanded += expand_member(path, keras.saving.load_model(path, compile=False, safe_mode=True), task)
+        networks = expand_member(path, keras.saving.load_model(path, compile=False, safe_mode=True), task)
+        expanded += select_networks(networks, index, member)
     labels, members, records = (list(column) for column in zip(*expanded, strict=True))
     for index, model in enumerate(members):
         model.name = f"{MEMBER_PREFIX}{index}_{base_name(model.name)}"  # unique layer names inside the ensemble
@@ -242,7 +262,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python -m training.ensemble", description=__doc__.splitlines()[0])
     parser.add_argument("task", choices=TASKS)
-    parser.add_argument("--member", action="append", type=Path, default=[], help=".keras file (repeat)")
+    parser.add_argument(
+        "--member",
+        action="append",
+        type=Path,
+        default=[],
+        help=".keras file, or FILE#INDEX for one network of an ensemble (repeat)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="folder for <task>.keras and <task>.json")
     parser.add_argument("--data", type=Path, help="dataset for the validation accuracy (default: the task's)")
     parser.add_argument(
