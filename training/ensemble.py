@@ -101,8 +101,10 @@ def select_networks(expanded: list, index: int | None, member: Path) -> list:
     """All of a member's networks, or only the one `FILE#INDEX` picked out of an ensemble."""
     if index is None:
         return expanded
-    if len(expanded) < 2 or index >= len(expanded):
-        raise WeightsError(f"{member}: the file holds {len(expanded)} network(s); #{index} is not one of an ensemble's")
+    if len(expanded) < 2:
+        raise WeightsError(f"{member}: the file is one network, not an ensemble to pick #{index} from")
+    if index >= len(expanded):
+        raise WeightsError(f"{member}: the ensemble has networks #0-#{len(expanded) - 1}, no #{index}")
     return [expanded[index]]
 
 
