@@ -17,7 +17,7 @@ def pooled_net(shape=(32, 32, 3), classes: int = 2):
     inputs = keras.Input(shape)
     x = keras.layers.Conv2D(4, 1, activation="relu")(keras.layers.Rescaling(1 / 255.0)(inputs))
     x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, keras.layers.Dense(classes, activation="softmax")(x))
+    return keras.Model(inputs, keras.layers.Dense(classes, activation="softmax", name="probs")(x))
 
 
 def flattened_net(shape=(32, 32, 3), classes: int = 2):
@@ -59,3 +59,23 @@ def test_a_face_size_below_8_px_is_a_usage_error(capsys):
         parse_args(["race", "--size", "4"])
     assert exit_info.value.code == 2 and "--size must be at least 8 px" in capsys.readouterr().err
     assert parse_args(["race", "--size", "96"]).size == 96
+
+
+def test_a_multi_task_checkpoint_starts_a_run_for_any_of_its_heads_with_the_trained_weights(tmp_path):
+    from training.auxiliary import head_labels, with_heads
+
+    gender = with_heads(pooled_net(classes=2), "gender", ("race", "age"))
+    gender.save(tmp_path / "best.keras")
+    faces = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3)).astype(np.float32)
+    before = gender(faces)
+
+    race = load_trained(tmp_path / "best.keras", "--init-from", (32, 32, 3), 5, "race", ("gender",))
+    assert head_labels(race) == {"probs": "race", "aux_gender": "gender"}
+    after = race(faces)
+    np.testing.assert_allclose(after["probs"].numpy(), before["aux_race"].numpy(), atol=1e-6)
+    np.testing.assert_allclose(after["aux_gender"].numpy(), before["probs"].numpy(), atol=1e-6)
+
+    alone = load_trained(tmp_path / "best.keras", "--teacher", (32, 32, 3), 6, "age")  # no aux: one output
+    np.testing.assert_allclose(alone(faces).numpy(), before["aux_age"].numpy(), atol=1e-6)
+    with pytest.raises(WeightsError, match=r"best.keras: the model has no emotion head \(its heads: gender, "):
+        load_trained(tmp_path / "best.keras", "--init-from", (32, 32, 3), 7, "emotion")

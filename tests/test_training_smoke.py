@@ -229,3 +229,11 @@ def test_auxiliary_heads_train_resume_and_are_dropped_from_the_export(tmp_path, 
         assert main([*common, "--epochs", "1", "--aux", bad]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert err[-1].startswith("facelens train: error: --aux") and bad in err[-1]
+
+    # The gender run's race head starts a race run, with gender now an auxiliary head.
+    race = ["race", "--data", str(tmp_path), "--run-dir", str(tmp_path / "race"), "--export", str(weights)]
+    race += ["--batch-size", "16", "--epochs", "1", "--init-from", str(run_dir / "best.keras"), "--aux", "gender"]
+    assert main(race) == 0
+    model = keras.saving.load_model(weights / "race.keras", safe_mode=True, compile=False)
+    assert model.output_shape == (None, 5)
+    assert load_card("race", weights).details["training"]["init_from"]["run_dir"] == str(run_dir)

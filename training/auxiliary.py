@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from inference.cards import DEFAULT_CLASSES
-from inference.errors import DatasetError
+from inference.errors import DatasetError, WeightsError
 from training.data.utk import AGE_BANDS
 
 AUX_CLASSES: dict[str, tuple[str, ...]] = {
@@ -53,19 +53,51 @@ def aux_targets(groups: dict[str, list[str]], names: Sequence[str]) -> dict[str,
     return targets
 
 
-def with_aux_heads(model, names: Sequence[str]):
-    """The model with one softmax head per auxiliary label on the features its classifier reads."""
+def head_labels(model) -> dict[str, str]:
+    """Output name -> the label that head predicts. A multi-task model's main head predicts the one label
+    whose class count it has and that is not already an auxiliary head (gender 2, race 5, age 6, emotion 7:
+    the counts differ, so the answer is unique); a plain model's is {"probs": ""} (its task, unnamed)."""
+    if not isinstance(model.output, dict):
+        return {MAIN_OUTPUT: ""}
+    aux = aux_of(model)
+    units = int(model.get_layer(MAIN_OUTPUT).output.shape[-1])
+    counts = {len(classes): label for label, classes in {**DEFAULT_CLASSES, **AUX_CLASSES}.items()}
+    main = counts.get(units, "") if counts.get(units) not in aux else ""
+    return {MAIN_OUTPUT: main, **{f"aux_{name}": name for name in aux}}
+
+
+def with_heads(model, task: str, names: Sequence[str]):
+    """The model with `task` as its main head and one softmax head per label in `names`, all reading the
+    features its classifier reads. A head the model already has for a label keeps its trained weights,
+    wherever it sat: so a multi-task trunk trained for gender with a race head can start a race run with
+    the race head as its main output and gender as an auxiliary one.
+
+    Why: the wide gender network trained with race and age as auxiliary labels predicts race as well as the
+    race network itself (82.2 vs 83.3 % on the validation faces); fine-tuning it with race as the main loss
+    starts from there instead of from random weights, hours of CPU training saved."""
     import keras
     from keras import layers
 
-    if not names:
+    labels = head_labels(model)
+    if not names and labels == {MAIN_OUTPUT: ""}:
         return model
+    trained = {label or task: model.get_layer(output) for output, label in labels.items()}
+    if task not in trained:
+        have = ", ".join(label for label in labels.values() if label) or "none named"
+        raise WeightsError(f"the model has no {task} head (its heads: {have})")
     features = model.get_layer(MAIN_OUTPUT).input
-    outputs = {MAIN_OUTPUT: model.output}
-    for name in names:
-        outputs[f"aux_{name}"] = layers.Dense(len(AUX_CLASSES[name]), activation="softmax", name=f"aux_{name}")(
-            features
-        )
+    outputs = {}
+    for output, label in [(MAIN_OUTPUT, task), *((f"aux_{name}", name) for name in names)]:
+        parent = trained.get(label)
+        if parent is None:
+            head = layers.Dense(len(AUX_CLASSES[label]), activation="softmax", name=output)
+            outputs[output] = head(features)
+            continue
+        head = layers.Dense.from_config({**parent.get_config(), "name": output})
+        outputs[output] = head(features)
+        head.set_weights(parent.get_weights())
+    if not names:
+        return keras.Model(model.input, outputs[MAIN_OUTPUT], name=model.name)
     return keras.Model(model.input, outputs, name=model.name)
 
 

@@ -17,10 +17,10 @@ import numpy as np
 CHUNK = 512
 
 
-def load_teacher(path: Path, input_shape: tuple[int, ...], n_classes: int):
+def load_teacher(path: Path, input_shape: tuple[int, ...], n_classes: int, task: str = ""):
     from training.trained import load_trained
 
-    return load_trained(path, "--teacher", input_shape, n_classes)
+    return load_trained(path, "--teacher", input_shape, n_classes, task)
 
 
 def teacher_probabilities(teachers: Sequence, images: np.ndarray, mirror: bool = True) -> np.ndarray:

@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 
 from inference.cards import DEFAULT_CLASSES, TASKS, ModelCard  # noqa: E402
 from inference.errors import DatasetError, FaceLensError, WeightsError  # noqa: E402
-from training.auxiliary import MAIN_OUTPUT, aux_of, aux_targets, parse_aux, with_aux_heads  # noqa: E402
+from training.auxiliary import MAIN_OUTPUT, aux_of, aux_targets, parse_aux, with_heads  # noqa: E402
 from training.splits import UTK_SPLIT_FILE  # noqa: E402
 from training.tasks import TASK_CONFIGS  # noqa: E402
 
@@ -39,7 +39,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--run-dir", type=Path, help="checkpoints, log and plot (default runs/<task>)")
     parser.add_argument("--resume", action="store_true", help="continue from <run-dir>/last.keras")
     parser.add_argument(
-        "--init-from", type=Path, help="start a new run from this trained .keras (fine-tuning; --arch is ignored)"
+        "--init-from",
+        type=Path,
+        help="start a new run from this trained .keras (fine-tuning; --arch is ignored); a multi-task run's "
+        "best.keras may start a run for any of its heads",
     )
     parser.add_argument("--time-budget", type=float, default=0, help="stop cleanly after this many minutes")
     parser.add_argument(
@@ -135,7 +138,7 @@ def load_training_data(args: argparse.Namespace, spec, weights_dir: Path):
     if args.teacher:
         from training.distill import blend_targets, load_teacher, teacher_probabilities
 
-        teachers = [load_teacher(t, spec.shape, n_classes) for t in args.teacher]
+        teachers = [load_teacher(t, spec.shape, n_classes, args.task) for t in args.teacher]
         train.soft_targets = blend_targets(
             train.soft_targets, teacher_probabilities(teachers, train.images), args.teacher_weight
         )
@@ -291,7 +294,7 @@ def export_model(run_dir: Path, weights_dir: Path, task: str, spec, state: RunSt
     return target
 
 
-def initial_model(args: argparse.Namespace, spec, n_classes: int):
+def initial_model(args: argparse.Namespace, spec, n_classes: int, aux: tuple[str, ...] = ()):
     """A fresh network of the chosen architecture, or a trained one to fine-tune.
 
     Why fine-tuning: a run that was still improving when it hit its epoch limit has lost its optimizer
@@ -303,7 +306,7 @@ def initial_model(args: argparse.Namespace, spec, n_classes: int):
     if args.init_from:
         from training.trained import load_trained
 
-        return load_trained(Path(args.init_from), "--init-from", spec.shape, n_classes)
+        return load_trained(Path(args.init_from), "--init-from", spec.shape, n_classes, args.task, aux)
     architecture = args.arch or TASK_CONFIGS[args.task].architecture
     if architecture not in ARCHITECTURES:
         raise DatasetError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
@@ -379,7 +382,7 @@ def run(args: argparse.Namespace) -> int:
         state = RunState(run_dir / "state.json.new")
         state.path = run_dir / "state.json"
         (run_dir / "log.csv").unlink(missing_ok=True)
-        model = with_aux_heads(initial_model(args, spec, n_classes), aux)
+        model = with_heads(initial_model(args, spec, n_classes, aux), args.task, aux)
         compile_model(model, args.lr or config.learning_rate, aux, args.aux_weight)
     state.data["seconds_before"] = state.data.get("seconds", 0.0)
     epochs = args.epochs or config.epochs

@@ -3,16 +3,22 @@ and if need be rebuilt for the run's face size."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from inference.errors import WeightsError
 
 
-def load_trained(path: Path, option: str, input_shape: tuple[int, ...], n_classes: int):
+def load_trained(
+    path: Path, option: str, input_shape: tuple[int, ...], n_classes: int, task: str = "", aux: Sequence[str] = ()
+):
     """A trained model named on the command line (`option` is the flag, for the message), as a Keras model,
     after checking it takes this task's colour and predicts its classes; a model trained at another face size
-    is rebuilt for this one (`at_input_size`)."""
+    is rebuilt for this one (`at_input_size`). A multi-task checkpoint (a run folder's `best.keras`) comes
+    back with `task` as its main head and `aux` as its auxiliary heads, trained heads kept (`with_heads`)."""
     import keras
+
+    from training.auxiliary import MAIN_OUTPUT, with_heads
 
     if not Path(path).is_file():
         raise WeightsError(f"{option} {path}: no such model file")
@@ -20,9 +26,15 @@ def load_trained(path: Path, option: str, input_shape: tuple[int, ...], n_classe
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # noqa: BLE001 - any load failure means unusable weights
         raise WeightsError(f"{option} {path}: cannot load ({type(exc).__name__}: {exc})") from exc
-    if model.output_shape[-1] != n_classes or model.input_shape[-1] != input_shape[-1]:
+    if isinstance(model.output, dict):
+        try:
+            model = with_heads(model, task, aux)
+        except WeightsError as exc:
+            raise WeightsError(f"{option} {path}: {exc}") from exc
+    units = model.get_layer(MAIN_OUTPUT).output.shape[-1] if isinstance(model.output, dict) else model.output_shape[-1]
+    if units != n_classes or model.input_shape[-1] != input_shape[-1]:
         raise WeightsError(
-            f"{option} {path}: takes {model.input_shape[1:]} -> {model.output_shape[-1]} classes, "
+            f"{option} {path}: takes {model.input_shape[1:]} -> {units} classes, "
             f"this task needs {tuple(input_shape)} -> {n_classes}"
         )
     if tuple(model.input_shape[1:]) != tuple(input_shape):
