@@ -54,3 +54,13 @@ def test_ensemble_members_and_fine_tune_parents_are_each_told(tiny_weights_dir, 
     card.save(folder / "emotion.json")
     section = render(folder).split("## emotion", 1)[1].split("## gender", 1)[0]
     assert "mean of one network's probabilities on each face and on its mirror image" in section
+
+
+def test_a_member_fine_tuned_from_a_run_folder_checkpoint_is_told_without_unknown_fields():
+    from training.card_report import training_text
+
+    parent = {"run_dir": "runs/gender_wmt", "epochs_run": 57, "best_epoch": 47, "val_accuracy": 0.9349}
+    record = {"dataset": "utkface", "epochs_run": 22, "best_epoch": 17, "val_accuracy": 0.8334, "train_seconds": 4500}
+    text = training_text({**record, "hardware": "CPU", "command": "facelens train race", "init_from": parent})
+    assert "fine-tuned from `?`: run folder `runs/gender_wmt` (57 epochs, best epoch 47" in text
+    assert "None" not in text and text.count("`facelens train race`") == 1

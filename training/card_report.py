@@ -87,11 +87,17 @@ def training_text(training: dict[str, Any]) -> str:
     """One run's record, followed by the run it was fine-tuned from, so a model's whole training is told."""
     if not training:
         return "no training record was found beside this file"
+    # A run folder's checkpoint is known only by its state.json (no dataset, hardware or command): say so.
+    source = training.get("dataset") or f"run folder `{training.get('run_dir', '?')}`"
     text = (
-        f"{training.get('dataset')} ({training.get('epochs_run')} epochs, best epoch "
+        f"{source} ({training.get('epochs_run')} epochs, best epoch "
         f"{training.get('best_epoch')}, validation accuracy {pct(training.get('val_accuracy') or 0)}), "
-        f"{training.get('train_seconds', 0) / 3600:.2f} h on {training.get('hardware')}; `{training.get('command')}`"
+        f"{training.get('train_seconds', 0) / 3600:.2f} h"
     )
+    if training.get("hardware"):
+        text += f" on {training['hardware']}"
+    if training.get("command"):
+        text += f"; `{training['command']}`"
     parent = training.get("init_from")
     if parent:
         text += f"; fine-tuned from `{Path(parent.get('file', '?')).name}`: " + training_text(parent)
