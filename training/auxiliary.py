@@ -91,11 +91,11 @@ def with_heads(model, task: str, names: Sequence[str]):
         parent = trained.get(label)
         if parent is None:
             head = layers.Dense(len(AUX_CLASSES[label]), activation="softmax", name=output)
-            outputs[output] = head(features)
-            continue
-        head = layers.Dense.from_config({**parent.get_config(), "name": output})
+        else:
+            head = layers.Dense.from_config({**parent.get_config(), "name": output})
         outputs[output] = head(features)
-        head.set_weights(parent.get_weights())
+        if parent is not None:
+            head.set_weights(parent.get_weights())
     if not names:
         return keras.Model(model.input, outputs[MAIN_OUTPUT], name=model.name)
     return keras.Model(model.input, outputs, name=model.name)
