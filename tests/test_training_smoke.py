@@ -4,6 +4,7 @@ fit with checkpoints → export + card), resuming, and the UTKFace split file wr
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import cv2
@@ -64,11 +65,20 @@ def test_one_epoch_writes_a_safe_loadable_model_and_card_then_resumes(tmp_path, 
     probs = load_model("emotion", weights).predict(np.full((3, 48, 48, 1), 90.0, np.float32))
     assert probs.shape == (3, 7)
 
-    assert main([*common, "--epochs", "2", "--resume"]) == 0
-    assert "resuming from epoch 1" in capsys.readouterr().err
-    assert json.loads((run_dir / "state.json").read_text())["epoch"] == 2
+    capsys.readouterr()
+    assert main([*common, "--epochs", "2", "--resume", "--seed", "5"]) == 0
+    err = capsys.readouterr().err
+    assert "resuming from epoch 1" in err and "--seed stays 0 (the run's own)" in err
+    state = json.loads((run_dir / "state.json").read_text())
+    assert state["epoch"] == 2 and state["settings"]["seed"] == 0 and state["settings"]["limit"] == 64
     assert len((run_dir / "log.csv").read_text().strip().splitlines()) == 1 + 2  # header + one row per epoch
-    assert load_card("emotion", weights).details["training"]["epochs_run"] == 2
+    training = load_card("emotion", weights).details["training"]
+    assert training["epochs_run"] == 2
+    # The card names the command that started the run, then the resume, each as typed.
+    assert training["command"] == "facelens train " + shlex.join([*common, "--epochs", "1"])
+    assert training["resumed_with"] == [
+        "facelens train " + shlex.join([*common, "--epochs", "2", "--resume", "--seed", "5"])
+    ]
 
 
 def test_utkface_training_writes_its_split_beside_the_weights_in_the_run_by_default(tmp_path):
@@ -169,8 +179,17 @@ def test_fine_tuning_at_another_size_records_it_and_resume_keeps_the_run_size(tm
     model = keras.saving.load_model(child / "emotion.keras", safe_mode=True)
     assert model.input_shape == (None, 40, 40, 1)
 
-    capsys.readouterr()
+    # A resume keeps the run's own size and parent, though its command names neither.
     resume = [*common, "--epochs", "2", "--resume", "--run-dir", str(tmp_path / "r2"), "--export", str(child)]
+    assert main(resume) == 0
+    assert keras.saving.load_model(child / "emotion.keras").input_shape == (None, 40, 40, 1)
+    assert load_card("emotion", child).details["training"]["init_from"]["file"] == str(parent / "emotion.keras")
+
+    # A run recorded before its settings were stored cannot know them: the error names the size to pass.
+    state_file = tmp_path / "r2" / "state.json"
+    state_file.write_text(json.dumps({k: v for k, v in json.loads(state_file.read_text()).items() if k != "settings"}))
+    capsys.readouterr()
+    resume[resume.index("2")] = "3"
     assert main(resume) == 2  # the run was at 40 px; the recipe's 48 px faces would not fit it
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("facelens train: error:") and "--size 40" in err[-1]
@@ -222,7 +241,12 @@ def test_auxiliary_heads_train_resume_and_are_dropped_from_the_export(tmp_path, 
     assert "resuming from epoch 1" in capsys.readouterr().err
     assert json.loads((run_dir / "state.json").read_text())["epoch"] == 2
     resume_without_aux = [arg for arg in common if arg not in ("--aux", "race,age")]
-    assert main([*resume_without_aux, "--epochs", "3", "--resume"]) == 2
+    assert main([*resume_without_aux, "--epochs", "3", "--resume"]) == 0  # the run keeps its own heads
+    assert load_card("gender", weights).details["training"]["auxiliary_heads"] == ["race", "age"]
+    state_file = run_dir / "state.json"  # a run recorded before its settings were stored: the error names them
+    state_file.write_text(json.dumps({k: v for k, v in json.loads(state_file.read_text()).items() if k != "settings"}))
+    capsys.readouterr()
+    assert main([*resume_without_aux, "--epochs", "4", "--resume"]) == 2
     assert "trained with --aux age,race" in capsys.readouterr().err.strip().splitlines()[-1]
 
     for bad in ("gender", "height"):

@@ -87,7 +87,7 @@ def training_text(training: dict[str, Any]) -> str:
     """One run's record, followed by the run it was fine-tuned from, so a model's whole training is told."""
     if not training:
         return "no training record was found beside this file"
-    # A run folder's checkpoint is known only by its state.json (no dataset, hardware or command): say so.
+    # A run folder's checkpoint is known only by its state.json (no dataset or hardware): say so.
     source = training.get("dataset") or f"run folder `{training.get('run_dir', '?')}`"
     text = (
         f"{source} ({training.get('epochs_run')} epochs, best epoch "
@@ -98,6 +98,8 @@ def training_text(training: dict[str, Any]) -> str:
         text += f" on {training['hardware']}"
     if training.get("command"):
         text += f"; `{training['command']}`"
+    if training.get("resumed_with"):
+        text += ", resumed with " + ", ".join(f"`{command}`" for command in training["resumed_with"])
     parent = training.get("init_from")
     if parent:
         text += f"; fine-tuned from `{Path(parent.get('file', '?')).name}`: " + training_text(parent)

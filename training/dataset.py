@@ -1,4 +1,10 @@
-"""Batches for Keras fit(): shuffled each epoch, augmented on the fly, with soft targets and sample weights."""
+"""Batches for Keras fit(): shuffled each epoch, augmented on the fly, with soft targets and sample weights.
+
+Each epoch's order comes from a generator keyed by (seed, epoch), and each batch's augmentations from one keyed
+by (seed, epoch, batch). So a batch does not depend on which batches Keras fetched before it, and a run resumed
+at epoch k sees exactly what an uninterrupted run would have seen. Before, a resume replayed epoch 1's images:
+the network met the same augmented faces again, and its training loss dropped at each resume while validation
+did not move."""
 
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ class FaceBatches(keras.utils.PyDataset):
         batch_size: int = 128,
         augment: AugmentConfig | None = None,
         seed: int = 0,
+        first_epoch: int = 0,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -34,10 +41,15 @@ class FaceBatches(keras.utils.PyDataset):
         self.targets = {name: values.astype(np.float32) for name, values in named.items()}
         self.weights = None if weights is None else weights.astype(np.float32)
         self.batch_size, self.augment = batch_size, augment
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
         self.order = np.arange(len(images))
-        if augment is not None:
-            self.rng.shuffle(self.order)
+        self.begin_epoch(first_epoch)
+
+    def begin_epoch(self, epoch: int) -> None:
+        """Fixes this epoch's face order from (seed, epoch) alone."""
+        self.epoch = epoch
+        if self.augment is not None:
+            self.order = np.random.default_rng((self.seed, epoch)).permutation(len(self.images))
 
     def __len__(self) -> int:
         return math.ceil(len(self.images) / self.batch_size)
@@ -45,11 +57,13 @@ class FaceBatches(keras.utils.PyDataset):
     def __getitem__(self, index: int):
         idx = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         faces = self.images[idx]
-        x = augment_batch(faces, self.rng, self.augment) if self.augment else faces.astype(np.float32)
+        if self.augment is None:
+            x = faces.astype(np.float32)
+        else:
+            x = augment_batch(faces, np.random.default_rng((self.seed, self.epoch, index)), self.augment)
         y = {name: values[idx] for name, values in self.targets.items()}
         y = y["targets"] if self.single_output else y
         return (x, y) if self.weights is None else (x, y, self.weights[idx])
 
     def on_epoch_end(self) -> None:
-        if self.augment is not None:
-            self.rng.shuffle(self.order)
+        self.begin_epoch(self.epoch + 1)

@@ -50,6 +50,7 @@ def member_record(model_file: Path, task: str) -> dict[str, Any]:
             "val_accuracy": round(float(data.get("best", 0.0)), 4),
             "train_seconds": round(float(data.get("seconds", 0.0))),
             "run_dir": str(model_file.parent),
+            **({"command": data["commands"][0]} if data.get("commands") else {}),
         }
     return {}
 

@@ -8,7 +8,6 @@ cleanly after N minutes, and the best epoch on the validation split is what gets
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -23,6 +22,7 @@ import numpy as np  # noqa: E402
 from inference.cards import DEFAULT_CLASSES, TASKS, ModelCard  # noqa: E402
 from inference.errors import DatasetError, FaceLensError, WeightsError  # noqa: E402
 from training.auxiliary import MAIN_OUTPUT, aux_of, aux_targets, parse_aux, with_heads  # noqa: E402
+from training.run_state import RunState, adopt_settings, command_line, given_options, settings_of  # noqa: E402
 from training.splits import UTK_SPLIT_FILE  # noqa: E402
 from training.tasks import TASK_CONFIGS  # noqa: E402
 
@@ -72,7 +72,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--aux", help="UTKFace labels to predict alongside the task while training, e.g. race,age (multi-task)"
     )
     parser.add_argument("--aux-weight", type=float, default=0.3, help="loss weight of each auxiliary head")
-    args = parser.parse_args(argv)
+    tokens = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(tokens)
+    args.command, args.given = command_line(tokens), given_options(tokens)
     if args.size is not None and args.size < 8:
         parser.error(f"--size must be at least 8 px, got {args.size}")
     if args.aux_weight < 0:
@@ -162,23 +164,6 @@ def hardware_description() -> str:
         f"{devices}; {os.cpu_count()} CPU cores; {platform.machine()}; keras {keras.__version__} "
         f"({keras.backend.backend()})"
     )
-
-
-class RunState:
-    """Epoch counter, best validation accuracy and accumulated training seconds of a resumable run."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.data = (
-            json.loads(path.read_text())
-            if path.is_file()
-            else {"epoch": 0, "best": 0.0, "best_epoch": 0, "seconds": 0.0}
-        )
-
-    def save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2))
-        os.replace(tmp, self.path)
 
 
 def make_callbacks(run_dir: Path, state: RunState, args: argparse.Namespace, started: float, prefix: str = ""):
@@ -273,10 +258,12 @@ def export_model(run_dir: Path, weights_dir: Path, task: str, spec, state: RunSt
                 "batch_size": args.batch_size,
                 "ferplus_weight": args.ferplus_weight if task == "emotion" else None,
                 "balance_power": args.balance_power,
-                "command": "facelens train " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["train"] else sys.argv[1:]),
+                "command": state.data["commands"][0],
             },
         },
     )
+    if len(state.data["commands"]) > 1:
+        card.details["training"]["resumed_with"] = state.data["commands"][1:]
     if args.teacher:
         from training.ensemble import member_record
 
@@ -341,9 +328,19 @@ def run(args: argparse.Namespace) -> int:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     config = TASK_CONFIGS[args.task]
-    spec = replace(config.spec, size=args.size) if args.size else config.spec
     run_dir = args.run_dir or Path("runs") / args.task
     run_dir.mkdir(parents=True, exist_ok=True)
+    resuming = args.resume and (run_dir / "last.keras").is_file()
+    state = RunState(run_dir / "state.json", fresh=not resuming)
+    if resuming:
+        for note in adopt_settings(args, state.data.get("settings", {}), args.given):
+            print(f"resuming: {note}", file=sys.stderr)
+    else:
+        if args.resume:
+            print("nothing to resume; starting a new run", file=sys.stderr)
+        state.data["settings"] = settings_of(args)
+    state.record_command(args.command)
+    spec = replace(config.spec, size=args.size) if args.size else config.spec
     weights_dir = args.export or run_dir / "export"  # never over the shipped models unless asked to
     keras.utils.set_random_seed(args.seed)
 
@@ -360,8 +357,7 @@ def run(args: argparse.Namespace) -> int:
         f"input {spec.size}x{spec.size} {spec.color}",
         file=sys.stderr,
     )
-    state = RunState(run_dir / "state.json")
-    if args.resume and (run_dir / "last.keras").is_file():
+    if resuming:
         model = keras.saving.load_model(run_dir / "last.keras")
         if tuple(model.input_shape[1:]) != spec.shape:
             raise WeightsError(
@@ -377,10 +373,6 @@ def run(args: argparse.Namespace) -> int:
             f"resuming from epoch {state.data['epoch']} (best val accuracy {state.data['best']:.4f})", file=sys.stderr
         )
     else:
-        if args.resume:
-            print("nothing to resume; starting a new run", file=sys.stderr)
-        state = RunState(run_dir / "state.json.new")
-        state.path = run_dir / "state.json"
         (run_dir / "log.csv").unlink(missing_ok=True)
         model = with_heads(initial_model(args, spec, n_classes, aux), args.task, aux)
         compile_model(model, args.lr or config.learning_rate, aux, args.aux_weight)
@@ -388,7 +380,9 @@ def run(args: argparse.Namespace) -> int:
     epochs = args.epochs or config.epochs
     from training.augment import AugmentConfig
 
-    batches = FaceBatches(train.images, train_targets, weights, args.batch_size, AugmentConfig(), args.seed)
+    batches = FaceBatches(
+        train.images, train_targets, weights, args.batch_size, AugmentConfig(), args.seed, state.data["epoch"]
+    )
     val_data = (val.images.astype(np.float32), val_targets)
     started = time.time()
     model.fit(
