@@ -34,10 +34,14 @@ def cache_dir() -> Path:
 def cached_arrays(
     source: Path, tag: str, build: Callable[[], dict[str, np.ndarray]], keys: Sequence[str]
 ) -> list[np.ndarray]:
-    """Return `build()`'s arrays, reusing a cache keyed by the source's path, size, mtime and `tag`."""
+    """Return `build()`'s arrays, reusing a cache keyed by the source's path, size, mtime and `tag`.
+
+    A source that changed (or was copied in again, with a new mtime) makes its older cache files stale for good,
+    so writing a new one removes them: the cache holds one version per source and tag, not one per session."""
     stat = Path(source).stat()
-    key = hashlib.sha1(f"{Path(source).resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{tag}".encode()).hexdigest()[:16]
-    path = cache_dir() / f"{tag}-{key}.npz"
+    source_key = hashlib.sha1(f"{Path(source).resolve()}|{tag}".encode()).hexdigest()[:12]
+    version_key = hashlib.sha1(f"{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:8]
+    path = cache_dir() / f"{tag}-{source_key}-{version_key}.npz"
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as data:
@@ -50,6 +54,9 @@ def cached_arrays(
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez(tmp, **arrays)
         os.replace(tmp, path)
+        for stale in path.parent.glob(f"{tag}-{source_key}-*.npz"):
+            if stale != path and not stale.name.endswith(".tmp.npz"):
+                stale.unlink(missing_ok=True)
     except OSError:
         pass  # caching is an optimisation; a read-only home still trains
     return [arrays[k] for k in keys]
