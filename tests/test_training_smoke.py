@@ -261,3 +261,29 @@ def test_auxiliary_heads_train_resume_and_are_dropped_from_the_export(tmp_path, 
     model = keras.saving.load_model(weights / "race.keras", safe_mode=True, compile=False)
     assert model.output_shape == (None, 5)
     assert load_card("race", weights).details["training"]["init_from"]["run_dir"] == str(run_dir)
+
+
+def test_weight_averaging_scores_the_mean_resumes_it_and_records_it_in_the_card(tmp_path, capsys):
+    import keras
+
+    from training.train import main
+
+    tiny_utkface(tmp_path)
+    weights, run_dir = tmp_path / "weights", tmp_path / "run"
+    common = ["gender", "--data", str(tmp_path), "--run-dir", str(run_dir), "--export", str(weights)]
+    common += ["--batch-size", "16", "--aux", "race", "--average-from", "2"]
+    assert main([*common, "--epochs", "3"]) == 0
+    assert "weight average of epochs 2-3: validation accuracy" in capsys.readouterr().err
+    state = json.loads((run_dir / "state.json").read_text())
+    assert state["average"]["epochs"] == 2 and 0 <= state["average"]["val_accuracy"] <= 1
+    average = keras.saving.load_model(run_dir / "average.keras", safe_mode=True, compile=False)
+    last = keras.saving.load_model(run_dir / "last.keras", safe_mode=True, compile=False)
+    assert not np.allclose(average.get_layer("probs").get_weights()[0], last.get_layer("probs").get_weights()[0])
+    record = load_card("gender", weights).details["training"]["weight_average"]
+    assert record["epochs"] == 2 and record["exported"] == (record["val_accuracy"] > state["best"])
+    exported = keras.saving.load_model(weights / "gender.keras", safe_mode=True, compile=False)
+    assert exported.output_shape == (None, 2)
+
+    assert main([*common[:-2], "--epochs", "4", "--resume"]) == 0  # the run keeps averaging without repeating it
+    assert json.loads((run_dir / "state.json").read_text())["average"] == {**state["average"], "last_epoch": 4,
+        "epochs": 3, "val_accuracy": json.loads((run_dir / "state.json").read_text())["average"]["val_accuracy"]}

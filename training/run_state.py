@@ -31,6 +31,7 @@ RUN_SETTINGS = (
     "aux_weight",
     "init_from",
     "split_file",
+    "average_from",
 )
 PATH_SETTINGS = ("data", "init_from", "split_file")
 

@@ -24,6 +24,8 @@ from inference.errors import DatasetError, FaceLensError, WeightsError  # noqa: 
 from training.auxiliary import MAIN_OUTPUT, aux_of, aux_targets, parse_aux, with_heads  # noqa: E402
 from training.run_state import RunState, adopt_settings, command_line, given_options, settings_of  # noqa: E402
 from training.splits import UTK_SPLIT_FILE  # noqa: E402
+
+AVERAGE_FILE = "average.npz"  # running mean of the weights of each epoch since --average-from
 from training.tasks import TASK_CONFIGS  # noqa: E402
 
 
@@ -72,6 +74,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--aux", help="UTKFace labels to predict alongside the task while training, e.g. race,age (multi-task)"
     )
     parser.add_argument("--aux-weight", type=float, default=0.3, help="loss weight of each auxiliary head")
+    parser.add_argument(
+        "--average-from",
+        type=int,
+        default=0,
+        help="from this epoch on, also keep the mean of each epoch's weights (with a constant learning rate and "
+        "no early stopping); the export is that mean when it beats the best epoch on validation",
+    )
     tokens = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(tokens)
     args.command, args.given = command_line(tokens), given_options(tokens)
@@ -79,6 +88,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--size must be at least 8 px, got {args.size}")
     if args.aux_weight < 0:
         parser.error(f"--aux-weight must not be negative, got {args.aux_weight}")
+    if args.average_from < 0:
+        parser.error(f"--average-from must be an epoch number (1 or more), got {args.average_from}")
     if not 0.0 <= args.teacher_weight <= 1.0:
         parser.error(f"--teacher-weight must be within 0..1, got {args.teacher_weight}")
     return args
@@ -193,14 +204,57 @@ def make_callbacks(run_dir: Path, state: RunState, args: argparse.Namespace, sta
         run_dir / "best.keras", monitor=f"val_{prefix}accuracy", mode="max", save_best_only=True
     )
     best.best = state.data["best"] or best.best
-    return [
+    callbacks = [
         keras.callbacks.ModelCheckpoint(run_dir / "last.keras"),
         best,
         keras.callbacks.CSVLogger(run_dir / "log.csv", append=True),
-        keras.callbacks.EarlyStopping(monitor=f"val_{prefix}accuracy", mode="max", patience=args.patience),
-        keras.callbacks.ReduceLROnPlateau(monitor=f"val_{prefix}loss", mode="min", factor=0.5, patience=4, min_lr=2e-5),
-        Bookkeeping(),
     ]
+    if args.average_from:
+        from training.averaging import WeightAverage
+
+        average = WeightAverage(run_dir / AVERAGE_FILE)
+
+        class Averaging(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if epoch + 1 >= args.average_from:
+                    average.add(self.model.get_weights(), epoch + 1)
+
+        # Averaging wants the optimizer to keep exploring at one step size for the whole window.
+        callbacks.append(Averaging())
+    else:
+        callbacks += [
+            keras.callbacks.EarlyStopping(monitor=f"val_{prefix}accuracy", mode="max", patience=args.patience),
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=f"val_{prefix}loss", mode="min", factor=0.5, patience=4, min_lr=2e-5
+            ),
+        ]
+    return [*callbacks, Bookkeeping()]
+
+
+def finish_average(model, run_dir: Path, state: RunState, train_images: np.ndarray, val_data, prefix: str) -> None:
+    """The averaged weights, with batch-norm statistics measured for them, scored on validation and saved as
+    `<run-dir>/average.keras`; the score goes to state.json so the export can pick the better of the two."""
+    from training.averaging import WeightAverage, measure_batch_norm
+
+    average = WeightAverage(run_dir / AVERAGE_FILE)
+    if not average.count:
+        return
+    average.apply_to(model)
+    measure_batch_norm(model, train_images)
+    scores = model.evaluate(*val_data, batch_size=256, verbose=0, return_dict=True)
+    model.save(run_dir / "average.keras")
+    state.data["average"] = {
+        "first_epoch": average.first_epoch,
+        "last_epoch": average.last_epoch,
+        "epochs": average.count,
+        "val_accuracy": round(float(scores[f"{prefix}accuracy"]), 4),
+    }
+    state.save()
+    print(
+        f"weight average of epochs {average.first_epoch}-{average.last_epoch}: validation accuracy "
+        f"{state.data['average']['val_accuracy']:.4f} (best single epoch {state.data['best']:.4f})",
+        file=sys.stderr,
+    )
 
 
 def plot_curves(log_csv: Path, out_png: Path, title: str, prefix: str = "") -> None:
@@ -227,12 +281,16 @@ def plot_curves(log_csv: Path, out_png: Path, title: str, prefix: str = "") -> N
 
 
 def export_model(run_dir: Path, weights_dir: Path, task: str, spec, state: RunState, args) -> Path:
-    """Best checkpoint → `<weights_dir>/<task>.keras` without optimizer state, plus its card."""
+    """Best checkpoint (or the weight average, when it scores higher on validation) → `<weights_dir>/<task>.keras`
+    without optimizer state, plus its card."""
     import keras
 
     from training.auxiliary import main_output_only
 
-    model = main_output_only(keras.saving.load_model(run_dir / "best.keras", compile=False, safe_mode=True))
+    average = state.data.get("average") if args.average_from else None
+    use_average = bool(average) and average["val_accuracy"] > state.data["best"]
+    source = run_dir / ("average.keras" if use_average else "best.keras")
+    model = main_output_only(keras.saving.load_model(source, compile=False, safe_mode=True))
     weights_dir.mkdir(parents=True, exist_ok=True)
     target = weights_dir / f"{task}.keras"
     tmp = weights_dir / f".{task}.tmp.keras"
@@ -252,7 +310,7 @@ def export_model(run_dir: Path, weights_dir: Path, task: str, spec, state: RunSt
                 "data_path": str(args.data or config.default_path),
                 "epochs_run": state.data["epoch"],
                 "best_epoch": state.data["best_epoch"],
-                "val_accuracy": round(state.data["best"], 4),
+                "val_accuracy": average["val_accuracy"] if use_average else round(state.data["best"], 4),
                 "train_seconds": round(state.data["seconds"]),
                 "hardware": hardware_description(),
                 "batch_size": args.batch_size,
@@ -262,6 +320,8 @@ def export_model(run_dir: Path, weights_dir: Path, task: str, spec, state: RunSt
             },
         },
     )
+    if average:
+        card.details["training"]["weight_average"] = {**average, "exported": use_average}
     if len(state.data["commands"]) > 1:
         card.details["training"]["resumed_with"] = state.data["commands"][1:]
     if args.teacher:
@@ -393,6 +453,8 @@ def run(args: argparse.Namespace) -> int:
         callbacks=make_callbacks(run_dir, state, args, started, prefix),
         verbose=1 if sys.stderr.isatty() else 2,
     )
+    if args.average_from:
+        finish_average(model, run_dir, state, train.images, val_data, prefix)
     if (run_dir / "log.csv").is_file():
         plot_curves(run_dir / "log.csv", run_dir / "curves.png", f"{args.task} ({model.name}, {spec.size} px)", prefix)
     target = export_model(run_dir, weights_dir, args.task, spec, state, args)
