@@ -44,7 +44,8 @@ class WeightAverage:
             for mean, w in zip(self.weights, weights, strict=True):
                 mean += (w - mean) / self.count
         tmp = self.path.with_name(f".{self.path.name}.tmp.npz")
-        np.savez(tmp, count=self.count, first=self.first_epoch, last=self.last_epoch, **{f"w{i}": w for i, w in enumerate(self.weights)})
+        arrays = {f"w{i}": w for i, w in enumerate(self.weights)}
+        np.savez(tmp, count=self.count, first=self.first_epoch, last=self.last_epoch, **arrays)
         os.replace(tmp, self.path)
 
     def apply_to(self, model) -> None:
