@@ -18,7 +18,11 @@ def test_cache_is_reused_then_replaced_not_accumulated_when_the_source_changes(t
         builds.append(1)
         return {"x": np.arange(len(builds) * 3)}
 
+    legacy = cache_dir() / "faces-0123456789abcdef.npz"  # the old one-key format, unreadable by this code
+    legacy.parent.mkdir(parents=True)
+    np.savez(legacy, x=np.zeros(1))
     assert cached_arrays(source, "faces", build, ["x"])[0].tolist() == [0, 1, 2]
+    assert not legacy.exists()
     assert cached_arrays(source, "faces", build, ["x"])[0].tolist() == [0, 1, 2] and len(builds) == 1
 
     os.utime(source, ns=(0, source.stat().st_mtime_ns + 10**9))  # copied in again: same bytes, new mtime

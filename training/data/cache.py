@@ -8,6 +8,7 @@ import hashlib
 import io
 import lzma
 import os
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -37,7 +38,9 @@ def cached_arrays(
     """Return `build()`'s arrays, reusing a cache keyed by the source's path, size, mtime and `tag`.
 
     A source that changed (or was copied in again, with a new mtime) makes its older cache files stale for good,
-    so writing a new one removes them: the cache holds one version per source and tag, not one per session."""
+    so writing a new one removes them: the cache holds one version per source and tag, not one per session.
+    Files in the format used before 2026-12-01 (`<tag>-<16 hex>.npz`, one key for source and version) can never
+    be read again, so they go too."""
     stat = Path(source).stat()
     source_key = hashlib.sha1(f"{Path(source).resolve()}|{tag}".encode()).hexdigest()[:12]
     version_key = hashlib.sha1(f"{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:8]
@@ -54,8 +57,10 @@ def cached_arrays(
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez(tmp, **arrays)
         os.replace(tmp, path)
-        for stale in path.parent.glob(f"{tag}-{source_key}-*.npz"):
-            if stale != path and not stale.name.endswith(".tmp.npz"):
+        legacy = re.compile(re.escape(tag) + r"-[0-9a-f]{16}\.npz")
+        for stale in path.parent.glob(f"{tag}-*.npz"):
+            same_source = stale.name.startswith(f"{tag}-{source_key}-") and not stale.name.endswith(".tmp.npz")
+            if stale != path and (same_source or legacy.fullmatch(stale.name)):
                 stale.unlink(missing_ok=True)
     except OSError:
         pass  # caching is an optimisation; a read-only home still trains
