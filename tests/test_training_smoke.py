@@ -266,6 +266,7 @@ def test_auxiliary_heads_train_resume_and_are_dropped_from_the_export(tmp_path, 
 def test_weight_averaging_scores_the_mean_resumes_it_and_records_it_in_the_card(tmp_path, capsys):
     import keras
 
+    from training.card_report import training_text
     from training.train import main
 
     tiny_utkface(tmp_path)
@@ -279,8 +280,11 @@ def test_weight_averaging_scores_the_mean_resumes_it_and_records_it_in_the_card(
     average = keras.saving.load_model(run_dir / "average.keras", safe_mode=True, compile=False)
     last = keras.saving.load_model(run_dir / "last.keras", safe_mode=True, compile=False)
     assert not np.allclose(average.get_layer("probs").get_weights()[0], last.get_layer("probs").get_weights()[0])
-    record = load_card("gender", weights).details["training"]["weight_average"]
+    training = load_card("gender", weights).details["training"]
+    record = training["weight_average"]
     assert record["epochs"] == 2 and record["exported"] == (record["val_accuracy"] > state["best"])
+    told = "the weight average of epochs 2-3" if record["exported"] else f"best epoch {state['best_epoch']}"
+    assert told in training_text(training)
     exported = keras.saving.load_model(weights / "gender.keras", safe_mode=True, compile=False)
     assert exported.output_shape == (None, 2)
 

@@ -89,10 +89,15 @@ def training_text(training: dict[str, Any]) -> str:
         return "no training record was found beside this file"
     # A run folder's checkpoint is known only by its state.json (no dataset or hardware): say so.
     source = training.get("dataset") or f"run folder `{training.get('run_dir', '?')}`"
+    average = training.get("weight_average") or {}
+    chosen = (
+        f"the weight average of epochs {average['first_epoch']}-{average['last_epoch']}"
+        if average.get("exported")
+        else f"best epoch {training.get('best_epoch')}"
+    )
     text = (
-        f"{source} ({training.get('epochs_run')} epochs, best epoch "
-        f"{training.get('best_epoch')}, validation accuracy {pct(training.get('val_accuracy') or 0)}), "
-        f"{training.get('train_seconds', 0) / 3600:.2f} h"
+        f"{source} ({training.get('epochs_run')} epochs, {chosen}, validation accuracy "
+        f"{pct(training.get('val_accuracy') or 0)}), {training.get('train_seconds', 0) / 3600:.2f} h"
     )
     if training.get("hardware"):
         text += f" on {training['hardware']}"

@@ -280,6 +280,12 @@ def plot_curves(log_csv: Path, out_png: Path, title: str, prefix: str = "") -> N
     plt.close(fig)
 
 
+def exported_average(state: RunState, args: argparse.Namespace) -> dict | None:
+    """The run's weight-average record when the average, not the best epoch, is what gets exported."""
+    average = state.data.get("average") if args.average_from else None
+    return average if average and average["val_accuracy"] > state.data["best"] else None
+
+
 def export_model(run_dir: Path, weights_dir: Path, task: str, spec, state: RunState, args) -> Path:
     """Best checkpoint (or the weight average, when it scores higher on validation) → `<weights_dir>/<task>.keras`
     without optimizer state, plus its card."""
@@ -288,7 +294,7 @@ def export_model(run_dir: Path, weights_dir: Path, task: str, spec, state: RunSt
     from training.auxiliary import main_output_only
 
     average = state.data.get("average") if args.average_from else None
-    use_average = bool(average) and average["val_accuracy"] > state.data["best"]
+    use_average = exported_average(state, args) is not None
     source = run_dir / ("average.keras" if use_average else "best.keras")
     model = main_output_only(keras.saving.load_model(source, compile=False, safe_mode=True))
     weights_dir.mkdir(parents=True, exist_ok=True)
@@ -458,10 +464,13 @@ def run(args: argparse.Namespace) -> int:
     if (run_dir / "log.csv").is_file():
         plot_curves(run_dir / "log.csv", run_dir / "curves.png", f"{args.task} ({model.name}, {spec.size} px)", prefix)
     target = export_model(run_dir, weights_dir, args.task, spec, state, args)
-    print(
-        f"best validation accuracy {state.data['best']:.4f} at epoch {state.data['best_epoch']}; exported {target}",
-        file=sys.stderr,
+    average = exported_average(state, args)
+    chosen = (
+        f"the weight average ({average['val_accuracy']:.4f})"
+        if average
+        else f"epoch {state.data['best_epoch']} ({state.data['best']:.4f})"
     )
+    print(f"best on validation: {chosen}; exported {target}", file=sys.stderr)
     return 0
 
 
