@@ -248,6 +248,10 @@ def test_auxiliary_heads_train_resume_and_are_dropped_from_the_export(tmp_path, 
     capsys.readouterr()
     assert main([*resume_without_aux, "--epochs", "4", "--resume"]) == 2
     assert "trained with --aux age,race" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert "settings" not in json.loads(state_file.read_text())  # a refused command's settings are not recorded
+    assert main([*common, "--epochs", "3", "--resume"]) == 0  # the right ones are, from then on
+    assert "predates stored settings" in capsys.readouterr().err
+    assert json.loads(state_file.read_text())["settings"]["aux"] == "race,age"
 
     for bad in ("gender", "height"):
         assert main([*common, "--epochs", "1", "--aux", bad]) == 2
@@ -261,6 +265,9 @@ def test_auxiliary_heads_train_resume_and_are_dropped_from_the_export(tmp_path, 
     model = keras.saving.load_model(weights / "race.keras", safe_mode=True, compile=False)
     assert model.output_shape == (None, 5)
     assert load_card("race", weights).details["training"]["init_from"]["run_dir"] == str(run_dir)
+    from training.ensemble import member_record  # a run folder's checkpoint names its own parent too
+
+    assert member_record(tmp_path / "race" / "best.keras", "race")["init_from"]["run_dir"] == str(run_dir)
 
 
 def test_weight_averaging_scores_the_mean_resumes_it_and_records_it_in_the_card(tmp_path, capsys):

@@ -44,7 +44,7 @@ def member_record(model_file: Path, task: str) -> dict[str, Any]:
     state = model_file.parent / "state.json"
     if state.is_file():
         data = json.loads(state.read_text())
-        return {
+        record: dict[str, Any] = {
             "epochs_run": data.get("epoch"),
             "best_epoch": data.get("best_epoch"),
             "val_accuracy": round(float(data.get("best", 0.0)), 4),
@@ -52,6 +52,14 @@ def member_record(model_file: Path, task: str) -> dict[str, Any]:
             "run_dir": str(model_file.parent),
             **({"command": data["commands"][0]} if data.get("commands") else {}),
         }
+        # The run's own parent and teachers, so a model's lineage (and its total training time) stays whole.
+        settings = data.get("settings") or {}
+        if settings.get("init_from"):
+            parent = Path(settings["init_from"])
+            record["init_from"] = {"file": str(parent), **member_record(parent, task)}
+        if settings.get("teacher"):
+            record["teachers"] = [{"file": t, **member_record(Path(t), task)} for t in settings["teacher"]]
+        return record
     return {}
 
 

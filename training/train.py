@@ -401,6 +401,9 @@ def run(args: argparse.Namespace) -> int:
     if resuming:
         for note in adopt_settings(args, state.data.get("settings", {}), args.given):
             print(f"resuming: {note}", file=sys.stderr)
+        if "settings" not in state.data:  # a run from before settings were stored: this command states them
+            state.data["settings"] = settings_of(args)
+            print("resuming: this run predates stored settings; recorded this command's", file=sys.stderr)
     else:
         if args.resume:
             print("nothing to resume; starting a new run", file=sys.stderr)
@@ -438,6 +441,7 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"resuming from epoch {state.data['epoch']} (best val accuracy {state.data['best']:.4f})", file=sys.stderr
         )
+        state.save()  # the checks above passed, so a legacy run's recorded settings are its own
     else:
         (run_dir / "log.csv").unlink(missing_ok=True)
         model = with_heads(initial_model(args, spec, n_classes, aux), args.task, aux)
