@@ -40,3 +40,11 @@ def test_batch_norm_statistics_become_the_plain_mean_over_batches():
     np.testing.assert_allclose(norm.moving_mean.numpy(), [3.0] * 3, rtol=1e-5)
     np.testing.assert_allclose(norm.moving_variance.numpy(), [2.0] * 3, rtol=1e-5)
     assert norm.momentum == 0.99  # the layer's own momentum is put back
+
+
+def test_an_ensemble_card_names_the_epochs_an_averaged_member_comes_from():
+    from training.ensemble import chosen_epoch
+
+    averaged = {"best_epoch": 11, "weight_average": {"first_epoch": 2, "last_epoch": 13, "exported": True}}
+    assert chosen_epoch(averaged) == "mean of 2-13"
+    assert chosen_epoch({**averaged, "weight_average": {**averaged["weight_average"], "exported": False}}) == "11"

@@ -131,6 +131,14 @@ def mirror_image(inputs, width: int):
     return keras.layers.Permute((1, 3, 2), name="mirror_out")(flipped)
 
 
+def chosen_epoch(record: dict[str, Any]) -> str:
+    """The epoch a member's weights come from, or the span of epochs its exported weight average covers."""
+    average = record.get("weight_average") or {}
+    if average.get("exported"):
+        return f"mean of {average['first_epoch']}-{average['last_epoch']}"
+    return str(record.get("best_epoch", "?"))
+
+
 def lineage_runs(record: dict[str, Any]) -> dict[str, int]:
     """Training seconds of every run a model took to make, by run: its own, the run it was fine-tuned
     from and, for a distilled model, its teachers' (and so on back). Keyed by the run's command, so a
@@ -254,7 +262,7 @@ def run(
                 "dataset": config.dataset,
                 "data_path": config.default_path,
                 "epochs_run": " + ".join(str(r.get("epochs_run", "?")) for r in records),
-                "best_epoch": " + ".join(str(r.get("best_epoch", "?")) for r in records),
+                "best_epoch": " + ".join(chosen_epoch(r) for r in records),
                 "val_accuracy": None,
                 "train_seconds": lineage_seconds(*records),
                 "hardware": next((r["hardware"] for r in records if r.get("hardware")), None),
