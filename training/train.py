@@ -257,8 +257,9 @@ def finish_average(model, run_dir: Path, state: RunState, train_images: np.ndarr
     )
 
 
-def plot_curves(log_csv: Path, out_png: Path, title: str, prefix: str = "") -> None:
-    """Loss and accuracy per epoch of the task's output, train vs validation, from the run log."""
+def plot_curves(log_csv: Path, out_png: Path, title: str, prefix: str = "", average: dict | None = None) -> None:
+    """Loss and accuracy per epoch of the task's output, train vs validation, from the run log; with a weight
+    average's record, its validation accuracy as a line over the epochs it covers."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -270,6 +271,9 @@ def plot_curves(log_csv: Path, out_png: Path, title: str, prefix: str = "") -> N
     for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
         ax.plot(log["epoch"] + 1, log[prefix + metric], label="train")
         ax.plot(log["epoch"] + 1, log[f"val_{prefix}{metric}"], label="validation")
+        if average and metric == "accuracy":
+            span = [average["first_epoch"], average["last_epoch"]]
+            ax.plot(span, [average["val_accuracy"]] * 2, "k--", label="validation, weight average")
         ax.set_xlabel("epoch")
         ax.set_title(metric)
         ax.grid(alpha=0.3)
@@ -466,7 +470,9 @@ def run(args: argparse.Namespace) -> int:
     if args.average_from:
         finish_average(model, run_dir, state, train.images, val_data, prefix)
     if (run_dir / "log.csv").is_file():
-        plot_curves(run_dir / "log.csv", run_dir / "curves.png", f"{args.task} ({model.name}, {spec.size} px)", prefix)
+        title = f"{args.task} ({model.name}, {spec.size} px)"
+        average = state.data.get("average") if args.average_from else None
+        plot_curves(run_dir / "log.csv", run_dir / "curves.png", title, prefix, average)
     target = export_model(run_dir, weights_dir, args.task, spec, state, args)
     average = exported_average(state, args)
     chosen = (
