@@ -1,6 +1,6 @@
 """Weight averaging over the last epochs of a run (`facelens train ... --average-from N`).
 
-Why: late in training, validation accuracy swings by half a point from one epoch to the next (the
+Why: late in training, validation accuracy swings by up to a few points from one epoch to the next (the
 optimizer keeps moving around a wide minimum), so the single best epoch is partly luck. The mean of the
 weights of those epochs sits nearer the middle of that minimum and generalises better (stochastic weight
 averaging, Izmailov et al. 2018), at no cost at run time: the result is one network of the same size.

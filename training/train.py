@@ -24,9 +24,9 @@ from inference.errors import DatasetError, FaceLensError, WeightsError  # noqa: 
 from training.auxiliary import MAIN_OUTPUT, aux_of, aux_targets, parse_aux, with_heads  # noqa: E402
 from training.run_state import RunState, adopt_settings, command_line, given_options, settings_of  # noqa: E402
 from training.splits import UTK_SPLIT_FILE  # noqa: E402
+from training.tasks import TASK_CONFIGS  # noqa: E402
 
 AVERAGE_FILE = "average.npz"  # running mean of the weights of each epoch since --average-from
-from training.tasks import TASK_CONFIGS  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
