@@ -31,6 +31,15 @@ def tiny_fer_csv(path: Path, n_train: int = 64, n_public: int = 16, n_private: i
     return path
 
 
+def tiny_gender_run(tmp_path: Path, *options: str) -> tuple[list[str], Path, Path]:
+    """`facelens train gender` arguments for a tiny generated UTKFace set in `tmp_path`, plus `options`;
+    returns them with the run folder and the export folder."""
+    tiny_utkface(tmp_path)
+    weights, run_dir = tmp_path / "weights", tmp_path / "run"
+    common = ["gender", "--data", str(tmp_path), "--run-dir", str(run_dir), "--export", str(weights)]
+    return [*common, "--batch-size", "16", *options], run_dir, weights
+
+
 def test_one_epoch_writes_a_safe_loadable_model_and_card_then_resumes(tmp_path, capsys):
     import keras
 
@@ -225,10 +234,7 @@ def test_auxiliary_heads_train_resume_and_are_dropped_from_the_export(tmp_path, 
 
     from training.train import main
 
-    tiny_utkface(tmp_path)
-    weights, run_dir = tmp_path / "weights", tmp_path / "run"
-    common = ["gender", "--data", str(tmp_path), "--run-dir", str(run_dir), "--export", str(weights)]
-    common += ["--batch-size", "16", "--aux", "race,age", "--aux-weight", "0.2"]
+    common, run_dir, weights = tiny_gender_run(tmp_path, "--aux", "race,age", "--aux-weight", "0.2")
     assert main([*common, "--epochs", "1"]) == 0
     model = keras.saving.load_model(weights / "gender.keras", safe_mode=True, compile=False)
     assert model.output_shape == (None, 2) and not any(layer.name.startswith("aux_") for layer in model.layers)
@@ -276,10 +282,7 @@ def test_weight_averaging_scores_the_mean_resumes_it_and_records_it_in_the_card(
     from training.card_report import training_text
     from training.train import main
 
-    tiny_utkface(tmp_path)
-    weights, run_dir = tmp_path / "weights", tmp_path / "run"
-    common = ["gender", "--data", str(tmp_path), "--run-dir", str(run_dir), "--export", str(weights)]
-    common += ["--batch-size", "16", "--aux", "race", "--average-from", "2"]
+    common, run_dir, weights = tiny_gender_run(tmp_path, "--aux", "race", "--average-from", "2")
     assert main([*common, "--epochs", "3"]) == 0
     assert "weight average of epochs 2-3: validation accuracy" in capsys.readouterr().err
     state = json.loads((run_dir / "state.json").read_text())
