@@ -284,9 +284,14 @@ def plot_curves(log_csv: Path, out_png: Path, title: str, prefix: str = "", aver
     plt.close(fig)
 
 
+def average_record(state: RunState, args: argparse.Namespace) -> dict | None:
+    """The run's weight-average record (epochs, validation accuracy), when this run averages."""
+    return state.data.get("average") if args.average_from else None
+
+
 def exported_average(state: RunState, args: argparse.Namespace) -> dict | None:
     """The run's weight-average record when the average, not the best epoch, is what gets exported."""
-    average = state.data.get("average") if args.average_from else None
+    average = average_record(state, args)
     return average if average and average["val_accuracy"] > state.data["best"] else None
 
 
@@ -297,7 +302,7 @@ def export_model(run_dir: Path, weights_dir: Path, task: str, spec, state: RunSt
 
     from training.auxiliary import main_output_only
 
-    average = state.data.get("average") if args.average_from else None
+    average = average_record(state, args)
     use_average = exported_average(state, args) is not None
     source = run_dir / ("average.keras" if use_average else "best.keras")
     model = main_output_only(keras.saving.load_model(source, compile=False, safe_mode=True))
@@ -471,7 +476,7 @@ def run(args: argparse.Namespace) -> int:
         finish_average(model, run_dir, state, train.images, val_data, prefix)
     if (run_dir / "log.csv").is_file():
         title = f"{args.task} ({model.name}, {spec.size} px)"
-        average = state.data.get("average") if args.average_from else None
+        average = average_record(state, args)
         plot_curves(run_dir / "log.csv", run_dir / "curves.png", title, prefix, average)
     target = export_model(run_dir, weights_dir, args.task, spec, state, args)
     average = exported_average(state, args)
