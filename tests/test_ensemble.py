@@ -199,3 +199,29 @@ def test_one_network_of_an_ensemble_can_be_picked_by_index(tmp_path, fer_csv, ca
         assert ensemble.main(["emotion", "--member", bad, "--member", third, "--out", str(tmp_path / "x")]) == 2
         message = capsys.readouterr().err.strip()
         assert message.startswith("error: ") and "#" in message and "\n" not in message
+
+
+def test_one_network_of_an_ensemble_can_start_a_training_run(tmp_path, fer_csv):
+    """`facelens train --init-from FILE#INDEX` trains on a shipped ensemble's network after its run folder
+    is gone: it gets that network's weights and own name, and the card's record of how it was trained."""
+    from inference.errors import WeightsError
+    from training import ensemble
+    from training.trained import load_trained
+
+    nets = [small_model(seed, name=name) for seed, name in ((21, "tiny"), (22, "small"))]
+    for index, net in enumerate(nets):
+        (tmp_path / str(index)).mkdir()
+        net.save(tmp_path / str(index) / "best.keras")
+        state = {"epoch": 30 + index, "best_epoch": index, "best": 0.5, "seconds": 10}
+        (tmp_path / str(index) / "state.json").write_text(json.dumps(state))
+    pair = ["--member", str(tmp_path / "0" / "best.keras"), "--member", str(tmp_path / "1" / "best.keras")]
+    assert ensemble.main(["emotion", *pair, "--out", str(tmp_path / "pair"), "--data", str(fer_csv)]) == 0
+    shipped = tmp_path / "pair" / "emotion.keras"
+
+    picked = load_trained(Path(f"{shipped}#1"), "--init-from", (48, 48, 1), 7, "emotion")
+    assert picked.name == "small"
+    for before, after in zip(nets[1].get_weights(), picked.get_weights(), strict=True):
+        np.testing.assert_array_equal(before, after)
+    assert ensemble.member_record(Path(f"{shipped}#1"), "emotion")["epochs_run"] == 31
+    with pytest.raises(WeightsError, match="^--init-from .*no #2"):
+        load_trained(Path(f"{shipped}#2"), "--init-from", (48, 48, 1), 7, "emotion")

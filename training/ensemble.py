@@ -35,7 +35,12 @@ from training.tasks import TASK_CONFIGS
 
 
 def member_record(model_file: Path, task: str) -> dict[str, Any]:
-    """What we know about how a member was trained: its card's training block, or its run's state."""
+    """What we know about how a member was trained: its card's training block, or its run's state; for
+    `FILE#INDEX`, the record the ensemble's card kept for that network."""
+    path, index = split_selection(Path(model_file))
+    if index is not None:
+        records = kept_records(path, task)
+        return records[index] if index < len(records) else {}
     beside = card_path(task, model_file.parent)
     if beside.is_file():
         card = json.loads(beside.read_text())
@@ -82,16 +87,22 @@ def networks_of(model) -> list:
     return sorted(inner, key=lambda m: int(m.name.partition("_")[0][len(MEMBER_PREFIX) :]))
 
 
+def kept_records(path: Path, task: str) -> list[dict[str, Any]]:
+    """The training record an ensemble's card kept for each of its networks, in member order ([] if none)."""
+    beside = card_path(task, path.parent)
+    card = json.loads(beside.read_text()) if beside.is_file() else {}
+    kept = card.get("members", []) if card.get("file") == path.name else []
+    return [dict(entry.get("training", {})) for entry in kept]
+
+
 def expand_member(path: Path, model, task: str) -> list[tuple[str, Any, dict[str, Any]]]:
     """(file label, network, training record) for each network in a member file: the file itself for a plain
     network, or each network of an ensemble with the record its card kept for it."""
     networks = networks_of(model)
     if not networks:
         return [(str(path), model, member_record(path, task))]
-    beside = card_path(task, path.parent)
-    card = json.loads(beside.read_text()) if beside.is_file() else {}
-    kept = card.get("members", []) if card.get("file") == path.name else []
-    records = [dict(entry.get("training", {})) for entry in kept] if len(kept) == len(networks) else []
+    records = kept_records(path, task)
+    records = records if len(records) == len(networks) else []
     return [
         (f"{path}#{base_name(net.name)}[{index}]", net, records[index] if records else {})
         for index, net in enumerate(networks)

@@ -44,7 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--init-from",
         type=Path,
         help="start a new run from this trained .keras (fine-tuning; --arch is ignored); a multi-task run's "
-        "best.keras may start a run for any of its heads",
+        "best.keras may start a run for any of its heads; FILE#INDEX takes one network of an ensemble",
     )
     parser.add_argument("--time-budget", type=float, default=0, help="stop cleanly after this many minutes")
     parser.add_argument(

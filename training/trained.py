@@ -15,17 +15,26 @@ def load_trained(
     """A trained model named on the command line (`option` is the flag, for the message), as a Keras model,
     after checking it takes this task's colour and predicts its classes; a model trained at another face size
     is rebuilt for this one (`at_input_size`). A multi-task checkpoint (a run folder's `best.keras`) comes
-    back with `task` as its main head and `aux` as its auxiliary heads, trained heads kept (`with_heads`)."""
+    back with `task` as its main head and `aux` as its auxiliary heads, trained heads kept (`with_heads`).
+    `FILE#INDEX` is one network of a shipped ensemble, so it can be trained on after its run folder is gone."""
     import keras
 
     from training.auxiliary import MAIN_OUTPUT, with_heads
+    from training.ensemble import base_name, networks_of, select_networks, split_selection
 
-    if not Path(path).is_file():
+    file, index = split_selection(Path(path))
+    if not file.is_file():
         raise WeightsError(f"{option} {path}: no such model file")
     try:
-        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+        model = keras.saving.load_model(file, compile=False, safe_mode=True)
     except Exception as exc:  # noqa: BLE001 - any load failure means unusable weights
         raise WeightsError(f"{option} {path}: cannot load ({type(exc).__name__}: {exc})") from exc
+    if index is not None:
+        try:
+            [model] = select_networks(networks_of(model), index, Path(path))
+        except WeightsError as exc:
+            raise WeightsError(f"{option} {exc}") from exc
+        model.name = base_name(model.name)  # the network's own name, not its place in the ensemble
     if isinstance(model.output, dict):
         try:
             model = with_heads(model, task, aux)
