@@ -7,7 +7,7 @@ Python), and every size derives from the frame's size, so the overlay reads the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -271,10 +271,10 @@ class Renderer:
         shown = [attr for attr in ATTRIBUTES if self.show.get(attr, False)]
         faces = result.faces if result is not None else ()
         shown_predictions = [[(a, p) for a in shown if (p := face.attribute(a)) is not None] for face in faces]
-        labels = [
-            self._label_layout(face, preds, style, width, height)
-            for face, preds in zip(faces, shown_predictions, strict=True)
-        ]
+        labels: list[tuple[Rect, list[tuple[str, ...]]]] = []
+        boxes = [_box_rect(face, style) for face in faces]
+        for face, preds in zip(faces, shown_predictions, strict=True):
+            labels.append(self._label_layout(face, preds, style, width, height, [r for r, _ in labels], boxes))
 
         # Layers, bottom to top: boxes, bar panels, labels, stats; the most important text is never covered.
         for face in faces:
@@ -306,10 +306,19 @@ class Renderer:
 
     @staticmethod
     def _label_layout(
-        face: Face, predictions: list[tuple[str, Prediction]], style: _Style, width: int, height: int
+        face: Face,
+        predictions: list[tuple[str, Prediction]],
+        style: _Style,
+        width: int,
+        height: int,
+        placed: Sequence[Rect] = (),
+        boxes: Sequence[Rect] = (),
     ) -> tuple[Rect, list[tuple[str, ...]]]:
         """Where the label goes and what it says: above the box, below it when the box touches the top,
-        inside its top edge when neither fits; shifted left to stay in the frame."""
+        inside its top edge when neither fits; shifted left to stay in the frame. Labels are often wider than
+        their face, so in a group one face's label could hide another's: of those spots (then inside the
+        bottom edge) the one covering least of the `placed` labels and of the faces' `boxes` wins, the
+        earlier on a tie."""
         font = style.label
         # Each part is a few words drawn one after the other: the sprite cache then holds a few class names and
         # the 101 percentages instead of every combination of them.
@@ -318,11 +327,14 @@ class Renderer:
         label_w = sum(font.width(word) for part in parts for word in part) + sep * (len(parts) - 1) + 2 * font.pad
         label_h = font.line
         bx0, by0, _, by1 = _box_rect(face, style)
-        top = by0 - label_h
-        if top < 0:
-            top = by1 if by1 + label_h <= height else max(by0, 0)
-        top = _clamp(top, 0, max(height - label_h, 0))
         left = _clamp(bx0, 0, max(width - label_w, 0))
+        spots = [t for t in (by0 - label_h, by1, max(by0, 0), by1 - label_h) if 0 <= t <= height - label_h]
+
+        def covered(top: int) -> int:
+            rect = (left, top, left + label_w, top + label_h)
+            return 4 * sum(_overlap(rect, other) for other in placed) + sum(_overlap(rect, box) for box in boxes)
+
+        top = min(spots, key=covered) if spots else _clamp(by0, 0, max(height - label_h, 0))
         return (left, top, left + label_w, top + label_h), parts
 
     @staticmethod

@@ -81,6 +81,20 @@ def test_a_face_at_the_top_edge_gets_its_label_below_the_box():
     assert changed(out, frame)[104:120, 210:290].mean() > 0.3
 
 
+def test_labels_in_a_group_do_not_cover_each_other():
+    """Face 1 touches the top, so its label goes below it, where face 2's label would sit above face 2."""
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    top_face, lower_face = full_face(1, FaceBox(200, 0, 100, 100)), full_face(2, FaceBox(220, 128, 100, 100))
+    out = Renderer(stats=False).annotate(frame, FrameResult(0, 0.0, (top_face, lower_face)))
+
+    def share_of_colour(region: np.ndarray, track_id: int) -> float:
+        return float((np.abs(region.astype(int) - track_color(track_id)).max(axis=2) <= 10).mean())
+
+    assert share_of_colour(out[104:124, 200:400], 1) > 0.3  # face 1's label, whole, right below face 1
+    assert share_of_colour(out[232:252, 220:420], 2) > 0.3  # face 2's label moved below face 2
+    assert share_of_colour(out[104:124, 200:400], 2) < 0.05
+
+
 def test_stats_only_without_a_result_and_nothing_when_switched_off(frame: np.ndarray):
     stats = {"display fps": 30.0, "analysis fps": 24.8, "analysis ms": 41.0}
     h, w = frame.shape[:2]
