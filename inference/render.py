@@ -250,6 +250,7 @@ class Renderer:
             self.show[attr] = bool(on)
         self.bars = bars
         self.stats = stats
+        self._label_spots: dict[int, int] = {}  # track id -> where its label went last frame (see _label_layout)
 
     def annotate(
         self, frame_bgr: np.ndarray, result: FrameResult | None, stats: Mapping[str, float] | None = None
@@ -273,8 +274,15 @@ class Renderer:
         shown_predictions = [[(a, p) for a in shown if (p := face.attribute(a)) is not None] for face in faces]
         labels: list[tuple[Rect, list[tuple[str, ...]]]] = []
         boxes = [_box_rect(face, style) for face in faces]
+        spots: dict[int, int] = {}
         for face, preds in zip(faces, shown_predictions, strict=True):
-            labels.append(self._label_layout(face, preds, style, width, height, [r for r, _ in labels], boxes))
+            placed = [rect for rect, _ in labels]
+            previous = self._label_spots.get(face.track_id)
+            rect, parts, spots[face.track_id] = self._label_layout(
+                face, preds, style, width, height, placed, boxes, previous
+            )
+            labels.append((rect, parts))
+        self._label_spots = spots
 
         # Layers, bottom to top: boxes, bar panels, labels, stats; the most important text is never covered.
         for face in faces:
@@ -313,12 +321,14 @@ class Renderer:
         height: int,
         placed: Sequence[Rect] = (),
         boxes: Sequence[Rect] = (),
-    ) -> tuple[Rect, list[tuple[str, ...]]]:
+        previous: int | None = None,
+    ) -> tuple[Rect, list[tuple[str, ...]], int]:
         """Where the label goes and what it says: above the box, below it when the box touches the top,
         inside its top edge when neither fits; shifted left to stay in the frame. Labels are often wider than
         their face, so in a group one face's label could hide another's: of those spots (then inside the
         bottom edge) the one covering least of the `placed` labels and of the faces' `boxes` wins, the
-        earlier on a tie."""
+        earlier on a tie. A track keeps its `previous` spot while that covers nothing, so a label does not
+        jump back and forth as boxes jitter at the edge of a collision. Returns the rect, the text and the spot."""
         font = style.label
         # Each part is a few words drawn one after the other: the sprite cache then holds a few class names and
         # the 101 percentages instead of every combination of them.
@@ -328,14 +338,21 @@ class Renderer:
         label_h = font.line
         bx0, by0, _, by1 = _box_rect(face, style)
         left = _clamp(bx0, 0, max(width - label_w, 0))
-        spots = [t for t in (by0 - label_h, by1, max(by0, 0), by1 - label_h) if 0 <= t <= height - label_h]
+        tops = (by0 - label_h, by1, max(by0, 0), by1 - label_h)
+        spots = [spot for spot, top in enumerate(tops) if 0 <= top <= height - label_h]
 
-        def covered(top: int) -> int:
-            rect = (left, top, left + label_w, top + label_h)
+        def covered(spot: int) -> int:
+            rect = (left, tops[spot], left + label_w, tops[spot] + label_h)
             return 4 * sum(_overlap(rect, other) for other in placed) + sum(_overlap(rect, box) for box in boxes)
 
-        top = min(spots, key=covered) if spots else _clamp(by0, 0, max(height - label_h, 0))
-        return (left, top, left + label_w, top + label_h), parts
+        if previous in spots and covered(previous) == 0:
+            spot = previous
+        elif spots:
+            spot = min(spots, key=covered)
+        else:
+            spot = 2
+        top = _clamp(tops[spot], 0, max(height - label_h, 0))
+        return (left, top, left + label_w, top + label_h), parts, spot
 
     @staticmethod
     def _draw_label(image: np.ndarray, face: Face, layout: tuple[Rect, list[tuple[str, ...]]], style: _Style) -> None:
