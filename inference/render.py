@@ -327,8 +327,9 @@ class Renderer:
         inside its top edge when neither fits; shifted left to stay in the frame. Labels are often wider than
         their face, so in a group one face's label could hide another's: of those spots (then inside the
         bottom edge) the one covering least of the `placed` labels and of the faces' `boxes` wins, the
-        earlier on a tie. A track keeps its `previous` spot while that covers nothing, so a label does not
-        jump back and forth as boxes jitter at the edge of a collision. Returns the rect, the text and the spot."""
+        earlier on a tie. A track keeps its `previous` spot while that covers nothing and the better one is
+        within a label's height of something, so a label does not jump back and forth as boxes jitter at the
+        edge of a collision. Returns the rect, the text and the spot."""
         font = style.label
         # Each part is a few words drawn one after the other: the sprite cache then holds a few class names and
         # the 101 percentages instead of every combination of them.
@@ -341,16 +342,18 @@ class Renderer:
         tops = (by0 - label_h, by1, max(by0, 0), by1 - label_h)
         spots = [spot for spot, top in enumerate(tops) if 0 <= top <= height - label_h]
 
-        def covered(spot: int) -> int:
-            rect = (left, tops[spot], left + label_w, tops[spot] + label_h)
-            return 4 * sum(_overlap(rect, other) for other in placed) + sum(_overlap(rect, box) for box in boxes)
+        own = _box_rect(face, style)
 
-        if previous in spots and covered(previous) == 0:
-            spot = previous
-        elif spots:
-            spot = min(spots, key=covered)
-        else:
-            spot = 2
+        def covered(spot: int, margin: int = 0) -> int:
+            """How much the label at `spot`, grown by `margin` on every side, covers (own box left out when grown)."""
+            top = tops[spot]
+            rect = (left - margin, top - margin, left + label_w + margin, top + label_h + margin)
+            faces = (box for box in boxes if not margin or box != own)
+            return 4 * sum(_overlap(rect, other) for other in placed) + sum(_overlap(rect, box) for box in faces)
+
+        spot = min(spots, key=covered) if spots else 2
+        if previous in spots and previous != spot and covered(previous) == 0 and covered(spot, label_h) > 0:
+            spot = previous  # the better spot is free, but only just: stay until it is clearly free
         top = _clamp(tops[spot], 0, max(height - label_h, 0))
         return (left, top, left + label_w, top + label_h), parts, spot
 

@@ -95,23 +95,25 @@ def test_labels_in_a_group_do_not_cover_each_other():
     assert share_of_colour(out[104:124, 200:400], 2) < 0.05
 
 
-def test_a_label_that_moved_stays_put_while_its_spot_is_free():
-    """No back-and-forth as boxes jitter at the edge of a collision: once below, face 2's label stays below
-    until something else needs that spot."""
+def test_a_label_that_moved_comes_back_only_when_its_first_choice_is_clearly_free():
+    """No back-and-forth as boxes jitter at the edge of a collision: face 2's label, pushed below by face 1's,
+    stays below while the spot above is free by less than a label's height, and returns above after that."""
     frame = np.full((480, 640, 3), 90, np.uint8)
-    lower_face = full_face(2, FaceBox(220, 128, 100, 100))
+    top_face = full_face(1, FaceBox(200, 0, 100, 100))
+
+    def label_below(out: np.ndarray, y: int) -> bool:
+        """Face 2 (x 220, 100 px high, top at `y`) has its label right below it."""
+        region = out[y + 104 : y + 124, 220:420].astype(int)
+        return float((np.abs(region - track_color(2)).max(axis=2) <= 10).mean()) > 0.3
+
+    def scene_with_face_2_at(y: int) -> FrameResult:
+        return FrameResult(y, 0.0, (top_face, full_face(2, FaceBox(220, y, 100, 100))))
+
     renderer = Renderer(stats=False)
-    renderer.annotate(frame, FrameResult(0, 0.0, (full_face(1, FaceBox(200, 0, 100, 100)), lower_face)))
-
-    def label_below(out: np.ndarray) -> bool:
-        below = float((np.abs(out[232:252, 220:420].astype(int) - track_color(2)).max(axis=2) <= 10).mean())
-        return below > 0.3
-
-    apart = FrameResult(1, 0.04, (full_face(1, FaceBox(450, 330, 100, 100)), lower_face))
-    assert label_below(renderer.annotate(frame, apart))
-    assert not label_below(Renderer(stats=False).annotate(frame, apart))  # a fresh renderer puts it above
-    crowded = FrameResult(2, 0.08, (lower_face, full_face(3, FaceBox(220, 240, 100, 100))))
-    assert not label_below(renderer.annotate(frame, crowded))  # a face below now needs that spot
+    assert label_below(renderer.annotate(frame, scene_with_face_2_at(128)), 128)  # pushed below
+    assert label_below(renderer.annotate(frame, scene_with_face_2_at(155)), 155)  # above is free, only just
+    assert not label_below(Renderer(stats=False).annotate(frame, scene_with_face_2_at(155)), 155)
+    assert not label_below(renderer.annotate(frame, scene_with_face_2_at(200)), 200)  # clearly free: back above
 
 
 def test_stats_only_without_a_result_and_nothing_when_switched_off(frame: np.ndarray):
