@@ -2,7 +2,8 @@
 
 Measured on the 2-core target with a 0.3 M-parameter face CNN, TFLite takes ~1.1-1.9 ms per call at batch 1
 where the compiled TensorFlow graph takes ~4-5 ms (the graph executor's fixed cost dominates small batches),
-and ~6-10 ms vs ~12-15 ms at batch 8. Conversion costs ~1 s per model once, at load time, and writes no files.
+and ~6-10 ms vs ~12-15 ms at batch 8. Conversion costs 1-6 s per model at load time, so its result is kept between
+runs (`inference.lite_cache`).
 """
 
 from __future__ import annotations

@@ -216,3 +216,93 @@ def test_broken_weights_raise_one_line_weights_error(tiny_weights_dir, tmp_path,
 def test_missing_card_is_a_weights_error(tmp_path):
     with pytest.raises(WeightsError, match="card not found"):
         load_model("race", tmp_path)
+
+
+def _cache_entries() -> list[Path]:
+    from inference.user_cache import cache_dir
+
+    return sorted((cache_dir() / "tflite").glob("*.npz"))
+
+
+def test_the_next_load_starts_from_the_cached_conversion_without_building_keras(tiny_weights_dir, monkeypatch):
+    first = load_model("gender", tiny_weights_dir, engine="tflite-int8")
+    assert len(_cache_entries()) == 1
+
+    def not_again(*args, **kwargs):
+        raise AssertionError("built or converted again although a checked conversion was cached")
+
+    monkeypatch.setattr("inference.models.convert", not_again)
+    monkeypatch.setattr("keras.saving.load_model", not_again)
+    second = load_model("gender", tiny_weights_dir, engine="tflite-int8")
+    x = faces(second, 5)
+    np.testing.assert_array_equal(second.predict(x), first.predict(x))
+    assert second.engine == "tflite-int8"
+
+
+def _rewrite_entry(entry: Path, **arrays: np.ndarray) -> None:
+    with np.load(entry) as stored:
+        content = {**dict(stored), **arrays}
+    with entry.open("wb") as handle:
+        np.savez(handle, **content)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda entry: entry.write_bytes(b"not an npz file"),
+        lambda entry: _rewrite_entry(entry, flatbuffer=np.frombuffer(b"\0\0\0\0TFL3" + bytes(64), np.uint8)),
+        lambda entry: _rewrite_entry(entry, expected=1.0 - np.load(entry)["expected"]),  # other weights' results
+    ],
+    ids=["unreadable", "broken flatbuffer", "wrong probabilities"],
+)
+def test_a_damaged_cache_entry_is_converted_again_and_replaced(tiny_weights_dir, damage):
+    load_model("race", tiny_weights_dir, engine="tflite")
+    (entry,) = _cache_entries()
+    good = np.load(entry)["expected"]
+    damage(entry)
+    model = load_model("race", tiny_weights_dir, engine="tflite")
+    assert model.engine == "tflite" and model.predict(faces(model, 2)).shape == (2, 5)
+    (entry,) = _cache_entries()
+    np.testing.assert_array_equal(np.load(entry)["expected"], good)
+
+
+def test_new_weights_replace_their_old_cache_entry(tiny_weights_dir, tmp_path):
+    folder = tmp_path / "weights"
+    shutil.copytree(tiny_weights_dir, folder)
+    old_model = load_model("emotion", folder, engine="tflite")
+    (old,) = _cache_entries()
+    model = load_model("emotion", folder, engine="tf")._model
+    bias = model.layers[-1].bias
+    bias.assign(bias + np.arange(bias.shape[0], dtype=np.float32))  # other weights: other predictions
+    model.save(folder / "emotion.keras")
+    new_model = load_model("emotion", folder, engine="tflite")
+    (new,) = _cache_entries()
+    assert new != old
+    x = faces(new_model, 3)
+    assert not np.allclose(new_model.predict(x), old_model.predict(x))
+
+
+def test_an_unwritable_cache_only_costs_the_conversion(tiny_weights_dir, tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("FACELENS_CACHE", str(blocker))
+    for _ in range(2):
+        model = load_model("emotion", tiny_weights_dir, engine="tflite")
+        assert model.engine == "tflite" and model.predict(faces(model, 1)).shape == (1, 7)
+
+
+def test_the_cache_keeps_only_the_most_recently_used_entries(tiny_weights_dir, monkeypatch):
+    import os
+    import time
+
+    monkeypatch.setattr("inference.lite_cache.MAX_ENTRIES", 2)
+    now = time.time()
+    for age, task in ((100, "emotion"), (50, "gender")):
+        load_model(task, tiny_weights_dir, engine="tflite")
+        (newest,) = [e for e in _cache_entries() if os.stat(e).st_mtime > now - 10]
+        os.utime(newest, (now - age, now - age))
+    load_model("emotion", tiny_weights_dir, engine="tflite")  # a hit: emotion's entry is now the newest
+    load_model("race", tiny_weights_dir, engine="tflite")
+    entries = _cache_entries()
+    assert len(entries) == 2
+    assert all(os.stat(e).st_mtime > now - 10 for e in entries)  # gender's, the least recently used, went

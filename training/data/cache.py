@@ -1,4 +1,5 @@
-"""Small helpers shared by the dataset loaders: transparent decompression and an array cache."""
+"""Small helpers shared by the dataset loaders: transparent decompression and an array cache (in
+`inference.user_cache.cache_dir()`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from inference.errors import DatasetError
+from inference.user_cache import cache_dir
 
 
 def open_text(path: Path) -> io.TextIOBase:
@@ -25,11 +27,6 @@ def open_text(path: Path) -> io.TextIOBase:
         return opener(path, "rt", encoding="utf-8", newline="")
     except OSError as exc:
         raise DatasetError(f"{path}: cannot open: {exc}") from None
-
-
-def cache_dir() -> Path:
-    """Parsed datasets are cached here (never in the repository): $FACELENS_CACHE or ~/.cache/facelens."""
-    return Path(os.environ.get("FACELENS_CACHE", Path.home() / ".cache" / "facelens"))
 
 
 def cached_arrays(
