@@ -16,6 +16,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+from conftest import shared_path
 from skimage import data
 
 from app import cli, demo, headless
@@ -136,6 +137,19 @@ def test_image_table_and_a_photo_without_faces(capfd, astronaut_png, tiny_weight
     cv2.imwrite(str(blank), np.full((200, 300, 3), 127, np.uint8))
     code, out, _ = run(capfd, "image", str(blank), "--weights", str(tiny_weights_dir))
     assert (code, out.strip()) == (0, "no faces found")
+
+
+def test_a_photo_gets_the_detector_that_draws_no_false_boxes(capfd, tiny_weights_dir):
+    """Video defaults to Haar (speed); a photo to MTCNN, which costs about the same one-off start-up there.
+    On this photo of two men Haar also boxes a shirt; MTCNN finds exactly the two faces."""
+    photo = shared_path("media", "images", "face_recognition__two_people.jpg")
+    found = {}
+    for extra in ([], ["--detector", "haar"]):
+        code, out, err = run(capfd, "image", str(photo), "--json", "--weights", str(tiny_weights_dir), *extra)
+        assert code == 0, err
+        found[tuple(extra)] = len(json.loads(out))
+    assert found == {(): 2, ("--detector", "haar"): 3}
+    assert cli.build_parser().parse_args(["analyze", "demo"]).detector == "haar"
 
 
 def test_image_out_with_unknown_format_exits_2(capfd, astronaut_png, tmp_path):
