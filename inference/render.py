@@ -351,7 +351,11 @@ class Renderer:
             faces = (box for box in boxes if not margin or box != own)
             return 4 * sum(_overlap(rect, other) for other in placed) + sum(_overlap(rect, box) for box in faces)
 
-        spot = min(spots, key=covered) if spots else 2
+        # The first free spot, when there is one (nearly always), without pricing the others: ~30 label x
+        # rectangle tests per label instead of ~100 with eight faces on screen.
+        spot = next((spot for spot in spots if covered(spot) == 0), None)
+        if spot is None:
+            spot = min(spots, key=covered) if spots else 2
         if previous in spots and previous != spot and covered(previous) == 0 and covered(spot, label_h) > 0:
             spot = previous  # the better spot is free, but only just: stay until it is clearly free
         top = _clamp(tops[spot], 0, max(height - label_h, 0))
