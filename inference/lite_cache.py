@@ -67,11 +67,12 @@ class LiteCache:
     def store(self, flatbuffer: bytes, expected: np.ndarray) -> None:
         """Write atomically (another FaceLens may be starting too), drop this model file's older entries and
         all but the `MAX_ENTRIES` most recently used."""
-        path = self.path
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         buffer = io.BytesIO()
         np.savez(buffer, flatbuffer=np.frombuffer(flatbuffer, np.uint8), expected=np.asarray(expected, np.float32))
+        tmp = None
         try:
+            path = self.path
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp.write_bytes(buffer.getvalue())
             os.replace(tmp, path)
@@ -82,8 +83,9 @@ class LiteCache:
             for old in entries[MAX_ENTRIES:]:
                 old.unlink(missing_ok=True)
         except OSError:  # read-only or full disk, or another process tidying at the same time
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    tmp.unlink(missing_ok=True)
 
     def discard(self) -> None:
         with contextlib.suppress(OSError):

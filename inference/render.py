@@ -337,12 +337,11 @@ class Renderer:
         sep = 2 * font.pad + 2 * style.dot_radius  # a separator dot and the space around it
         label_w = sum(font.width(word) for part in parts for word in part) + sep * (len(parts) - 1) + 2 * font.pad
         label_h = font.line
-        bx0, by0, _, by1 = _box_rect(face, style)
+        own = _box_rect(face, style)
+        bx0, by0, _, by1 = own
         left = _clamp(bx0, 0, max(width - label_w, 0))
         tops = (by0 - label_h, by1, max(by0, 0), by1 - label_h)
         spots = [spot for spot, top in enumerate(tops) if 0 <= top <= height - label_h]
-
-        own = _box_rect(face, style)
 
         def covered(spot: int, margin: int = 0) -> int:
             """How much the label at `spot`, grown by `margin` on every side, covers (own box left out when grown)."""
