@@ -81,15 +81,16 @@ def test_a_face_at_the_top_edge_gets_its_label_below_the_box():
     assert changed(out, frame)[104:120, 210:290].mean() > 0.3
 
 
+def share_of_colour(region: np.ndarray, track_id: int) -> float:
+    """How much of `region` is painted in the track's colour (its label's background)."""
+    return float((np.abs(region.astype(int) - track_color(track_id)).max(axis=2) <= 10).mean())
+
+
 def test_labels_in_a_group_do_not_cover_each_other():
     """Face 1 touches the top, so its label goes below it, where face 2's label would sit above face 2."""
     frame = np.full((480, 640, 3), 90, np.uint8)
     top_face, lower_face = full_face(1, FaceBox(200, 0, 100, 100)), full_face(2, FaceBox(220, 128, 100, 100))
     out = Renderer(stats=False).annotate(frame, FrameResult(0, 0.0, (top_face, lower_face)))
-
-    def share_of_colour(region: np.ndarray, track_id: int) -> float:
-        return float((np.abs(region.astype(int) - track_color(track_id)).max(axis=2) <= 10).mean())
-
     assert share_of_colour(out[104:124, 200:400], 1) > 0.3  # face 1's label, whole, right below face 1
     assert share_of_colour(out[232:252, 220:420], 2) > 0.3  # face 2's label moved below face 2
     assert share_of_colour(out[104:124, 200:400], 2) < 0.05
@@ -103,8 +104,7 @@ def test_a_label_that_moved_comes_back_only_when_its_first_choice_is_clearly_fre
 
     def label_below(out: np.ndarray, y: int) -> bool:
         """Face 2 (x 220, 100 px high, top at `y`) has its label right below it."""
-        region = out[y + 104 : y + 124, 220:420].astype(int)
-        return float((np.abs(region - track_color(2)).max(axis=2) <= 10).mean()) > 0.3
+        return share_of_colour(out[y + 104 : y + 124, 220:420], 2) > 0.3
 
     def scene_with_face_2_at(y: int) -> FrameResult:
         return FrameResult(y, 0.0, (top_face, full_face(2, FaceBox(220, y, 100, 100))))
