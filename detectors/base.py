@@ -40,6 +40,17 @@ class RefiningDetector(FaceDetector, Protocol):
         ...
 
 
+@runtime_checkable
+class VerifyingDetector(FaceDetector, Protocol):
+    """A detector whose `detect` keeps only the boxes a second, slower look confirms (Haar + ONet). Where
+    the boxes will be checked against faces already confirmed anyway (`detectors.roi` between full scans),
+    `candidates` skips that look."""
+
+    def candidates(self, frame_bgr: np.ndarray) -> list[FaceBox]:
+        """Every box the first look finds, unconfirmed (full-frame pixels, best first)."""
+        ...
+
+
 DetectorFactory = Callable[[], FaceDetector]
 _REGISTRY: dict[str, DetectorFactory] = {}
 

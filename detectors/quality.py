@@ -4,7 +4,7 @@ Recall and precision at IoU >= 0.5 on hand-labelled photos (dlib's example set i
 ../shared/media/benchmark/dlib_faces: boxes_xywh.csv with split,file,x,y,w,h,ignore), next to OpenCV's
 default Haar settings as the baseline, plus the median time to detect on one 640x480 frame.
 
-    python -m detectors.quality [--detector haar|mtcnn|opencv-default] [--boxes CSV] [--json]
+    python -m detectors.quality [--detector haar|mtcnn|haar-unverified|opencv-default] [--boxes CSV] [--json]
 
 Matching is greedy and one-to-one, highest IoU first. A box marked `ignore` is neither a miss when nothing
 finds it nor makes a detection that lands on it a false one (faces too small or blurred to demand).
@@ -30,6 +30,7 @@ from inference.types import FaceBox
 
 IOU_THRESHOLD = 0.5
 BASELINE = "opencv-default"
+UNVERIFIED_HAAR = "haar-unverified"
 DEFAULT_BOXES = Path(__file__).resolve().parents[2] / "shared/media/benchmark/dlib_faces/boxes_xywh.csv"
 TIMING_SIZE = (640, 480)
 
@@ -147,17 +148,21 @@ def time_detector(detector: FaceDetector, repeats: int = 20) -> dict[str, float]
 
 
 def build(name: str) -> FaceDetector:
-    """A registered detector, or the OpenCV-defaults baseline (not offered in the app: it is slow)."""
-    if name == BASELINE:
-        from detectors.haar import OPENCV_DEFAULTS, HaarDetector
+    """A registered detector, the OpenCV-defaults baseline (not offered in the app: it is slow), or our Haar
+    without ONet's second opinion (to measure what that opinion changes)."""
+    from detectors.haar import OPENCV_DEFAULTS, UNVERIFIED, HaarDetector
 
+    if name == BASELINE:
         return HaarDetector(OPENCV_DEFAULTS, name=BASELINE)
+    if name == UNVERIFIED_HAAR:
+        return HaarDetector(UNVERIFIED, name=UNVERIFIED_HAAR)
     return create_detector(name)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m detectors.quality", description=__doc__.splitlines()[0])
-    parser.add_argument("--detector", default="haar", help="haar, mtcnn or opencv-default (default: haar)")
+    choices = f"haar, mtcnn, {UNVERIFIED_HAAR} or {BASELINE}"
+    parser.add_argument("--detector", default="haar", help=f"{choices} (default: haar)")
     parser.add_argument("--boxes", type=Path, default=DEFAULT_BOXES, help="labelled boxes CSV")
     parser.add_argument("--repeats", type=int, default=20, help="timed 640x480 frames per detector")
     parser.add_argument("--json", action="store_true", help="print one JSON object keyed by detector name")
@@ -180,12 +185,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(json.dumps({r["detector"]: r for r in results}, indent=2))
     else:
-        print(f"{'detector':<16}{'recall':>16}{'precision':>18}{'ms/640x480':>12}{'cpu ms':>8}")
+        print(f"{'detector':<18}{'recall':>16}{'precision':>18}{'ms/640x480':>12}{'cpu ms':>8}")
         for r in results:
             recall = f"{r['recall']:.3f} ({r['true_positives']}/{r['faces']})"
             precision = f"{r['precision']:.3f} ({r['true_positives']}/{r['detections']})"
             print(
-                f"{r['detector']:<16}{recall:>16}{precision:>18}{r['ms_per_640x480_frame']:>12.1f}"
+                f"{r['detector']:<18}{recall:>16}{precision:>18}{r['ms_per_640x480_frame']:>12.1f}"
                 f"{r['cpu_ms_per_640x480_frame']:>8.1f}"
             )
     return 0

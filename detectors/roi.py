@@ -56,7 +56,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from detectors.base import FaceDetector, RefiningDetector
+from detectors.base import FaceDetector, RefiningDetector, VerifyingDetector
 from inference.types import FaceBox
 
 
@@ -136,7 +136,8 @@ def plan_regions(boxes: Sequence[FaceBox], width: int, height: int, pad: float) 
 
 def detect_in_region(detector: FaceDetector, frame: np.ndarray, region: Region, face_px: int) -> list[FaceBox]:
     """The detector's boxes inside `region`, in full-frame pixels. The region is shrunk so its smallest face
-    is ~`face_px` (search cost falls with the pixel count; the detectors find faces from ~24 px up)."""
+    is ~`face_px` (search cost falls with the pixel count; the detectors find faces from ~24 px up). A
+    verifying detector's unconfirmed candidates do: only those matching a known, confirmed face are kept."""
     crop = frame[region.y0 : region.y1, region.x0 : region.x1]
     height, width = crop.shape[:2]
     scale = min(1.0, face_px / max(region.face_side, 1.0))
@@ -146,9 +147,8 @@ def detect_in_region(detector: FaceDetector, frame: np.ndarray, region: Region, 
     else:
         crop = np.ascontiguousarray(crop)
     sx, sy = width / crop.shape[1], height / crop.shape[0]
-    return [
-        FaceBox(region.x0 + b.x * sx, region.y0 + b.y * sy, b.w * sx, b.h * sy, b.score) for b in detector.detect(crop)
-    ]
+    find = detector.candidates if isinstance(detector, VerifyingDetector) else detector.detect
+    return [FaceBox(region.x0 + b.x * sx, region.y0 + b.y * sy, b.w * sx, b.h * sy, b.score) for b in find(crop)]
 
 
 class RegionSearch:

@@ -12,11 +12,12 @@ import pytest
 from conftest import shared_path
 from skimage import data
 
-from detectors import quality
+from detectors import quality, verify_bench
 from detectors.base import RefiningDetector, available_detectors, create_detector
 from detectors.downscale import downscale
-from detectors.haar import HaarDetector, HaarSettings
+from detectors.haar import UNVERIFIED, HaarDetector, HaarSettings
 from detectors.mtcnn_detector import MTCNNSettings, to_haar_geometry
+from detectors.verify import shared_verifier
 from inference.errors import DetectorError
 from inference.types import FaceBox
 
@@ -84,6 +85,54 @@ def test_detect_after_close_says_why() -> None:
         detector.detect(np.zeros((120, 160, 3), np.uint8))
 
 
+def test_onet_keeps_the_astronauts_face_and_drops_haars_box_on_her_suit(haar, astronaut) -> None:
+    """Unverified, the cascade also boxes a patch of the space suit beside her face; ONet's second opinion
+    (detectors.verify) gives that box ~0.01 and the face ~1.0, so our Haar detector returns the face alone."""
+    unverified = HaarDetector(UNVERIFIED).detect(astronaut)
+    assert len(unverified) == 2 and max(b.iou(ASTRONAUT_FACE) for b in unverified) >= 0.5
+    suit = [b for b in unverified if b.iou(ASTRONAUT_FACE) < 0.1]
+    assert len(suit) == 1
+    face_p, suit_p = shared_verifier().face_probability(astronaut, [ASTRONAUT_FACE, suit[0]])
+    assert face_p >= 0.9 and suit_p < 0.1
+    verified = haar.detect(astronaut)
+    assert len(verified) == 1 and verified[0].iou(ASTRONAUT_FACE) >= 0.5
+    assert shared_verifier().face_probability(astronaut, []).shape == (0,)
+
+
+def test_onet_drops_haars_boxes_on_shirts_and_railings_in_group_photos(haar, mtcnn) -> None:
+    """The three group photos in ../shared/media/images: unverified Haar drew boxes on a shirt, a dress and a
+    railing (by eye, 2026-12-02); verified, every box it keeps is a face MTCNN also finds."""
+    unverified = HaarDetector(UNVERIFIED)
+    extra = 0
+    for name in ("face_recognition__two_people", "deepface__selfie-many-people", "facenet-pytorch__multiface"):
+        photo = cv2.imread(str(shared_path("media", "images", f"{name}.jpg")))
+        faces = mtcnn.detect(photo)
+        kept = haar.detect(photo)
+        assert kept and all(max(box.iou(face) for face in faces) >= 0.4 for box in kept), name
+        extra += len(unverified.detect(photo)) - len(kept)
+    assert extra >= 4
+
+
+def test_verify_bench_separates_the_face_from_the_suit(tmp_path, astronaut, capsys) -> None:
+    """The bench on a media folder of one labelled photo and one unlabelled one (MTCNN says where the face
+    is): each gives Haar's face box and its suit box, and at 0.5 only the faces stay."""
+    labelled = tmp_path / "benchmark" / "dlib_faces"
+    labelled.mkdir(parents=True)
+    cv2.imwrite(str(labelled / "astronaut.png"), astronaut)
+    face = ASTRONAUT_FACE
+    (labelled / "boxes_xywh.csv").write_text(
+        f"split,file,x,y,w,h,ignore\ntest,astronaut.png,{face.x},{face.y},{face.w},{face.h},0\n"
+    )
+    (tmp_path / "images").mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "astronaut.jpg"), astronaut)
+    assert verify_bench.main(["--media", str(tmp_path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["face_boxes"], report["other_boxes"]) == (2, 2)
+    assert report["kept"]["0.5"] == {"face_boxes": 2, "other_boxes": 0}
+    assert verify_bench.main(["--media", str(tmp_path / "absent")]) == 2
+    assert "absent" in capsys.readouterr().err
+
+
 def test_haar_accepts_grey_and_bgra_frames(haar, astronaut) -> None:
     grey = cv2.cvtColor(astronaut, cv2.COLOR_BGR2GRAY)
     bgra = cv2.cvtColor(astronaut, cv2.COLOR_BGR2BGRA)
@@ -93,7 +142,12 @@ def test_haar_accepts_grey_and_bgra_frames(haar, astronaut) -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "error"),
-    [({"scale_factor": 1.0}, "scale_factor"), ({"max_side": 20}, "max_side"), ({"min_neighbors": -1}, "min_nei")],
+    [
+        ({"scale_factor": 1.0}, "scale_factor"),
+        ({"max_side": 20}, "max_side"),
+        ({"min_neighbors": -1}, "min_nei"),
+        ({"min_face_probability": 1.5}, "min_face_probability"),
+    ],
 )
 def test_haar_settings_reject_nonsense(kwargs, error) -> None:
     with pytest.raises(ValueError, match=error):

@@ -4,6 +4,7 @@ boxes mapped back to full-frame pixels, when full scans happen, and faces kept (
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -129,6 +130,26 @@ def test_a_face_that_jumps_is_found_on_the_same_frame(haar, head) -> None:
     moved = search.detect(haar, scene(head, [(420, 240)]), 1 / 30)
     assert len(moved) == 1 and moved[0].x > 400
     assert search.full_scans == 2
+
+
+def test_only_full_scans_ask_onet_for_a_second_opinion(head, monkeypatch) -> None:
+    """Between full scans a region's boxes are only matched against faces a full scan already confirmed,
+    so Haar's unconfirmed candidates do there and ONet runs once per full scan, not once per region."""
+    detector = HaarDetector()
+    calls = []
+    verifier = detector._verifier
+
+    def counted(frame, boxes, min_probability):
+        calls.append(len(boxes))
+        return verifier.keep_faces(frame, boxes, min_probability)
+
+    monkeypatch.setattr(detector, "_verifier", SimpleNamespace(keep_faces=counted))
+    search = RegionSearch(RegionSettings(full_every=5))
+    frame = scene(head, [(40, 40), (420, 240)])
+    found = [len(search.detect(detector, frame, i / 30)) for i in range(10)]
+    assert found == [2] * 10
+    assert (search.full_scans, search.region_scans) == (2, 8)
+    assert len(calls) == 2
 
 
 def test_a_pause_forces_a_full_scan(haar, head) -> None:
