@@ -83,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="print a JSON list: box, and each attribute's label, probability and all probabilities",
     )
     image.add_argument("--bars", action="store_true", help="draw per-class probability bars in --out")
+    image.add_argument(
+        "--explain",
+        type=Path,
+        metavar="FILE",
+        help="save where each model looked (.png/.jpg): per face, an occlusion map for each model's label",
+    )
 
     for name, (_module, text) in DELEGATED.items():
         commands.add_parser(name, help=text, add_help=False)
@@ -91,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _common(parser: argparse.ArgumentParser, detector: str = "haar") -> None:
     """`detector`: the default. Video runs on Haar, which keeps up with the frame rate; a photo is scanned once,
-    so it gets MTCNN, which finds more faces and no false ones for about the same start-up time (README, Speed)."""
+    so it gets MTCNN, which finds more faces for about the same start-up time (README, Detection quality)."""
     other = "mtcnn" if detector == "haar" else "haar"
     parser.add_argument("--detector", default=detector, help=f"face detector: {detector} (default) or {other}")
     parser.add_argument(
@@ -141,6 +147,7 @@ def _dispatch(argv: list[str]) -> int:
             detector=args.detector,
             weights=args.weights,
             bars=args.bars,
+            explain_path=args.explain,
         )
     return _gui(args.source, args.detector)
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 import cv2
+import numpy as np
 
 from app.capture import CaptureThread, Frame, FrameQueue, LatestFrameSlot
 from app.demo import FPS as DEMO_FPS
@@ -357,22 +358,35 @@ def run_image(
     detector: str = "haar",
     weights: Path | None = None,
     bars: bool = False,
+    explain_path: Path | None = None,
     out: TextIO | None = None,
 ) -> int:
+    """Annotate one photo; `explain_path` also saves each model's occlusion map per face (`inference.explain`),
+    unless no face was found."""
     image = read_image(photo)
-    if out_path is not None:
-        check_writable(out_path)
-        if not cv2.haveImageWriter(str(out_path)):
-            raise OutputError(f"cannot write {out_path}: unknown image format {out_path.suffix!r} (use .png or .jpg)")
+    for path in (out_path, explain_path):
+        if path is not None:
+            check_writable(path)
+            if not cv2.haveImageWriter(str(path)):
+                raise OutputError(f"cannot write {path}: unknown image format {path.suffix!r} (use .png or .jpg)")
     analyzer = build_analyzer(detector, weights, tracked=False)  # one photo: raw, unsmoothed predictions
     try:
         result = analyzer.analyze(image, 0, 0.0)
     finally:
         analyzer.detector.close()
     if out_path is not None:
-        annotated = _renderer(bars).annotate(image, result)
-        if not cv2.imwrite(str(out_path), annotated):
-            raise OutputError(f"cannot write {out_path}")
+        _write_image(out_path, _renderer(bars).annotate(image, result))
+    if explain_path is not None and result.faces:
+        from inference.explain import explain_face, explanation_panel
+
+        boxes = [face.box for face in result.faces]
+        explanations = [explain_face(analyzer.models, image, box) for box in boxes]
+        _write_image(explain_path, explanation_panel(image, boxes, explanations))
     records = face_records(result)
     (out or sys.stdout).write((json.dumps(records, indent=2) if as_json else face_table(records)) + "\n")
     return 0
+
+
+def _write_image(path: Path, image: np.ndarray) -> None:
+    if not cv2.imwrite(str(path), image):
+        raise OutputError(f"cannot write {path}")

@@ -21,6 +21,7 @@ from skimage import data
 
 from app import cli, demo, headless
 from detectors.roi import RegionSearch
+from inference.explain import TILE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -153,8 +154,25 @@ def test_a_photo_gets_the_detector_that_finds_most_faces(capfd, tiny_weights_dir
 
 
 def test_image_out_with_unknown_format_exits_2(capfd, astronaut_png, tmp_path):
-    code, _, err = run(capfd, "image", str(astronaut_png), "--out", str(tmp_path / "x.notanimage"))
-    assert_one_line_error(code, err, "unknown image format")
+    for option in ("--out", "--explain"):
+        code, _, err = run(capfd, "image", str(astronaut_png), option, str(tmp_path / "x.notanimage"))
+        assert_one_line_error(code, err, "unknown image format")
+
+
+def test_image_explain_saves_a_map_per_model_for_each_face(capfd, astronaut_png, tiny_weights_dir, tmp_path):
+    panel_path = tmp_path / "explain.png"
+    code, out, err = run(
+        capfd, "image", str(astronaut_png), "--json", "--weights", str(tiny_weights_dir), "--explain", str(panel_path)
+    )
+    assert code == 0, err
+    faces = len(json.loads(out))
+    panel = cv2.imread(str(panel_path))
+    assert faces >= 1 and panel.shape[:2] == (faces * (TILE + 40), 4 * TILE)  # the face, then three maps
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((200, 300, 3), 127, np.uint8))
+    unused = tmp_path / "none.png"
+    code, out, _ = run(capfd, "image", str(blank), "--weights", str(tiny_weights_dir), "--explain", str(unused))
+    assert (code, out.strip()) == (0, "no faces found") and not unused.exists()
 
 
 def test_analyze_records_every_frame_and_logs_them(capfd, demo_clip, tiny_weights_dir, tmp_path):
