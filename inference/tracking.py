@@ -12,7 +12,8 @@ and a label that flickers is unreadable. The tracker therefore
 - smooths boxes lightly with an alpha-beta filter, which also estimates each face's velocity so `follow`
   can move boxes on the frames displayed between two analyses;
 - keeps a face it missed for `hold_s` (a detector that misses a face for one frame should not blink its box),
-  and forgets it after `max_missed_s`.
+  unless a face detected this frame covers half its box or more (then it is being reported already), and
+  forgets it after `max_missed_s`.
 
 `update` runs on the analysis thread while `follow` runs on the display thread: `follow` reads only an
 immutable snapshot of the motion state that `update` replaces in one assignment, so it needs no lock.
@@ -36,6 +37,8 @@ _VELOCITY_GAIN = _POSITION_GAIN**2 / (2.0 - _POSITION_GAIN)
 # A matched detection that jumps (detector noise, a near-miss match) must not fling the box across the frame:
 # speed is capped at this many face sizes per second.
 _MAX_SPEED = 3.0
+# A missed face is not held where its box and a detected face's overlap by this much of the smaller box.
+HELD_OVERLAP = 0.5
 # Below this interval two updates are treated as simultaneous for the velocity estimate.
 _MIN_DT = 1e-3
 
@@ -83,14 +86,25 @@ def _box(state: np.ndarray, score: float) -> FaceBox:
     return FaceBox(cx - w / 2.0, cy - h / 2.0, w, h, score)
 
 
-def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every (cx, cy, w, h) row of `a` with every row of `b`."""
+def _iou_matrix(a: np.ndarray, b: np.ndarray, of_smaller: bool = False) -> np.ndarray:
+    """IoU of every (cx, cy, w, h) row of `a` with every row of `b`; with `of_smaller`, the intersection over
+    the smaller box's area instead (1.0 when one box lies inside the other)."""
     a_lo, a_hi = a[:, None, :2] - a[:, None, 2:] / 2, a[:, None, :2] + a[:, None, 2:] / 2
     b_lo, b_hi = b[None, :, :2] - b[None, :, 2:] / 2, b[None, :, :2] + b[None, :, 2:] / 2
     overlap = np.clip(np.minimum(a_hi, b_hi) - np.maximum(a_lo, b_lo), 0.0, None)
     inter = overlap[..., 0] * overlap[..., 1]
-    union = (a[:, None, 2] * a[:, None, 3]) + (b[None, :, 2] * b[None, :, 3]) - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+    a_area, b_area = a[:, None, 2] * a[:, None, 3], b[None, :, 2] * b[None, :, 3]
+    denominator = np.minimum(a_area, b_area) if of_smaller else a_area + b_area - inter
+    return np.where(denominator > 0, inter / np.maximum(denominator, 1e-12), 0.0)
+
+
+def _covered(state: np.ndarray, detections: np.ndarray) -> bool:
+    """Whether a missed face's predicted box mostly lies on, or holds, a face detected this frame. Then the
+    face is not missing, it is being reported under another id (a detector that boxed one face twice, then
+    once): holding it would draw two labels on one face."""
+    if not len(detections):
+        return False
+    return bool((_iou_matrix(state[None], detections, of_smaller=True) >= HELD_OVERLAP).any())
 
 
 def _greedy_match(iou: np.ndarray, threshold: float) -> list[tuple[int, int]]:
@@ -211,7 +225,9 @@ class FaceTracker:
 
             for track in sorted(self._tracks, key=lambda t: t.track_id):
                 if track.track_id not in current and timestamp - track.last_seen <= self.hold_s:
-                    faces.append(self._face(track, track.predicted(timestamp, self.max_extrapolate_s), arrays))
+                    state = track.predicted(timestamp, self.max_extrapolate_s)
+                    if not _covered(state, detections):
+                        faces.append(self._face(track, state, arrays))
 
             self._motion = {t.track_id: (t.velocity.copy(), t.last_seen) for t in self._tracks}
             return tuple(faces)

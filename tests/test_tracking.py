@@ -88,6 +88,19 @@ def test_a_lost_face_is_held_briefly_then_dropped_after_max_missed_s():
     assert ids(tracker.update([box_at(102, 100)], {}, {}, 1.1)) == [2]
 
 
+def test_a_missed_face_is_not_held_on_top_of_a_face_found_there():
+    """A detector boxed one face twice (a whole-face box and a smaller one inside it), then only the smaller:
+    the face is still there, under the other id, so holding the big box would draw two labels on one face.
+    A face missed beside another (overlap under half the smaller box) is held as before."""
+    tracker = FaceTracker(hold_s=0.25)
+    big, inner = FaceBox(100, 100, 200, 200), FaceBox(150, 160, 110, 110)
+    assert ids(tracker.update([big, inner], {}, {}, 0.0)) == [1, 2]
+    assert ids(tracker.update([inner], {}, {}, 0.04)) == [2]
+    beside = FaceTracker(hold_s=0.25)
+    beside.update([box_at(100, 100), box_at(190, 100)], {}, {}, 0.0)
+    assert ids(beside.update([box_at(190, 100)], {}, {}, 0.04)) == [2, 1]
+
+
 def test_reset_and_time_going_backwards_restart_ids():
     tracker = FaceTracker()
     tracker.update([box_at(100, 100), box_at(400, 100)], {}, {}, 5.0)
