@@ -145,9 +145,15 @@ def test_shortcuts_are_the_documented_keys(make_window):
     window = make_window()
     keys = {
         action: action.shortcut().toString()
-        for action in (window.record_action, window.snapshot_action, window.cycle_action, window.pause_action)
+        for action in (
+            window.record_action,
+            window.snapshot_action,
+            window.explain_action,
+            window.cycle_action,
+            window.pause_action,
+        )
     }
-    assert list(keys.values()) == ["R", "S", "D", "Space"]
+    assert list(keys.values()) == ["R", "S", "E", "D", "Space"]
     assert {s.toString() for s in window.fullscreen_action.shortcuts()} == {"F11", "Ctrl+F"}
 
 
@@ -245,6 +251,31 @@ def test_snapshot_saves_the_annotated_frame(qtbot, make_window, tmp_path):
     image = cv2.imread(str(shots[0]))
     assert image.shape == (480, 640, 3)
     assert not np.array_equal(image, window.display._last[0].image)  # the overlay is in it
+
+
+def test_explain_saves_an_occlusion_map_per_model_for_the_faces_on_screen(qtbot, make_window, tmp_path, monkeypatch):
+    from inference import explain
+    from inference.explain import TILE
+
+    window = make_window()
+    wait_streaming(qtbot, window)
+    window.set_paused(True)  # the faces on screen stay put while the worker explains them
+    faces = len(window.display.last_faces()[1])
+    gate, explain_face = threading.Event(), explain.explain_face
+    monkeypatch.setattr(explain, "explain_face", lambda *args: gate.wait(10) and explain_face(*args))
+    assert window.explain_faces()
+    assert not window.explain_faces()  # one job at a time: the second press is refused, not queued
+    gate.set()
+    qtbot.waitUntil(lambda: len(list((tmp_path / "recordings").glob("*.png"))) == 1, timeout=STREAM_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: "Explanation saved" in window.statusBar().currentMessage(), timeout=5_000)
+    (panel_path,) = (tmp_path / "recordings").glob("*.png")
+    panel = cv2.imread(str(panel_path))
+    assert panel.shape[:2] == (faces * (TILE + 40), 4 * TILE)  # the face, then emotion, gender and race maps
+    window.set_view("race", False)
+    assert window.explain_faces()
+    qtbot.waitUntil(lambda: len(list((tmp_path / "recordings").glob("*.png"))) == 2, timeout=STREAM_TIMEOUT_MS)
+    newest = max((tmp_path / "recordings").glob("*.png"), key=lambda path: path.stat().st_mtime_ns)
+    assert cv2.imread(str(newest)).shape[1] == 3 * TILE  # a switched-off model is not explained
 
 
 def test_pause_holds_the_picture(qtbot, make_window):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import cv2
+import numpy as np
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
@@ -33,7 +34,7 @@ from PySide6.QtWidgets import (
 from app.capture import CaptureThread, LatestFrameSlot
 from app.gui.settings import APPLICATION, ORGANIZATION, GuiSettings, open_settings
 from app.gui.video_view import NoticeBar, VideoView
-from app.gui.workers import AnalysisWorker, DisplayWorker, Feed, PausableSource
+from app.gui.workers import AnalysisWorker, DisplayWorker, ExplainJob, Feed, PausableSource
 from app.recorder import Recorder, unique_path
 from app.sources import list_cameras, open_source
 from detectors.base import available_detectors
@@ -97,6 +98,7 @@ class MainWindow(QMainWindow):
         self.feed = Feed()
         self.analysis = AnalysisWorker(self.feed, detector_name, models=models, weights_dir=weights_dir)
         self.display = DisplayWorker(self.feed, self.analysis, self.renderer)
+        self.explainer = ExplainJob()
         self.view = VideoView(self)
         self.notice = NoticeBar(self)
         central = QWidget(self)
@@ -161,8 +163,9 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         self.record_action = self._action("Start &recording", self.toggle_recording, "R")
         self.snapshot_action = self._action("&Snapshot", self.snapshot, "S")
+        self.explain_action = self._action("&Explain faces", self.explain_faces, "E")
         self.folder_action = self._action("Recording &folder…", self.choose_recording_folder)
-        for action in (self.record_action, self.snapshot_action, self.folder_action):
+        for action in (self.record_action, self.snapshot_action, self.explain_action, self.folder_action):
             file_menu.addAction(action)
         file_menu.addSeparator()
         self.quit_action = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
@@ -219,6 +222,8 @@ class MainWindow(QMainWindow):
         self.view.resized.connect(self._on_view_resized)
         self.notice.demo_requested.connect(lambda: self.open_source_spec("demo"))
         self.notice.open_requested.connect(self.open_file)
+        self.explainer.finished.connect(self._on_explained)
+        self.explainer.failed.connect(self.show_error)
 
     # --- sources -----------------------------------------------------------------------------------------
     def _start_initial_source(self, explicit: str | None) -> None:
@@ -469,11 +474,37 @@ class MainWindow(QMainWindow):
         if image is None:
             self.statusBar().showMessage("No frame to save yet", 3000)
             return None
+        return self._save_png(image, "Snapshot")
+
+    @Slot()
+    def explain_faces(self) -> bool:
+        """Start saving where each model looked on the faces on screen (`facelens image --explain` for the
+        live picture); the PNG lands in the recording folder when the worker is done."""
+        shown = self.display.last_faces()
+        models = self.analysis.enabled_models()
+        if shown is None or not shown[1]:
+            message = "No faces to explain yet"
+        elif not models:
+            message = "No attribute model is running"
+        elif not self.explainer.start(*shown, models):
+            message = "Still explaining the previous faces"
+        else:
+            self.statusBar().showMessage(f"Explaining {len(shown[1])} face(s)…", 5000)
+            return True
+        self.statusBar().showMessage(message, 3000)
+        return False
+
+    @Slot(object)
+    def _on_explained(self, panel: np.ndarray) -> None:
+        self._save_png(panel, "Explanation")
+
+    def _save_png(self, image: np.ndarray, what: str) -> Path | None:
+        """Write `image` as a new PNG in the recording folder and say where; an error is one dialog line."""
         try:
             path = self._output_path(".png")
             ok, data = cv2.imencode(".png", image)
             if not ok:
-                raise OutputError(f"cannot encode the snapshot as PNG for {path}")
+                raise OutputError(f"cannot encode the {what.lower()} as PNG for {path}")
             try:
                 path.write_bytes(data.tobytes())
             except OSError as exc:
@@ -481,7 +512,7 @@ class MainWindow(QMainWindow):
         except FaceLensError as exc:
             self.show_error(str(exc))
             return None
-        self.statusBar().showMessage(f"Snapshot saved: {path}", 5000)
+        self.statusBar().showMessage(f"{what} saved: {path}", 5000)
         return path
 
     @Slot()

@@ -36,7 +36,7 @@ from inference.analyzer import FrameAnalyzer
 from inference.errors import FaceLensError
 from inference.render import Renderer
 from inference.tracking import FaceTracker
-from inference.types import FrameResult
+from inference.types import FaceBox, FrameResult
 
 if TYPE_CHECKING:
     from inference.models import AttributeModel
@@ -254,6 +254,13 @@ class AnalysisWorker(QObject, ThreadOwner):
         analyzer = self.analyzer
         return {} if analyzer is None else dict(analyzer.classes)
 
+    def enabled_models(self) -> dict[str, AttributeModel]:
+        """The loaded models the View menu has switched on ({} while they load)."""
+        analyzer = self.analyzer
+        if analyzer is None:
+            return {}
+        return {attr: model for attr, model in analyzer.models.items() if attr in analyzer.enabled}
+
     # --- loader threads ------------------------------------------------------------------------------------
     def _load_detector(self, request: int, name: str) -> None:
         try:
@@ -427,6 +434,15 @@ class DisplayWorker(QObject, ThreadOwner):
         last = self._last
         return None if last is None else last[1]
 
+    def last_faces(self) -> tuple[np.ndarray, tuple[FaceBox, ...]] | None:
+        """The frame on screen without overlay or mirroring, and its face boxes where they are drawn."""
+        last = self._last
+        if last is None or last[2] is None:
+            return None
+        frame, _, result = last
+        shown = self._analysis.tracker.follow(result, frame.timestamp)
+        return frame.image, tuple(face.box for face in shown.faces)
+
     def set_recorder(self, recorder: Recorder | None) -> Recorder | None:
         """Start feeding `recorder` (None: stop); returns the previous one, which gets no frame after this."""
         with self._record_lock:
@@ -493,3 +509,38 @@ class DisplayWorker(QObject, ThreadOwner):
                 recorder.write(annotated, result, frame.index, frame.timestamp)
             except FaceLensError as exc:
                 self.record_error = str(exc)
+
+
+class ExplainJob(QObject):
+    """Occlusion maps (`inference.explain`) of the faces on screen, on a short-lived thread: a face costs 82
+    calls' worth of faces per model, ~0.5-1 s for three models on 2 cores, too long for the GUI thread. One
+    job at a time; `finished` carries the panel (a BGR array), `failed` one line."""
+
+    finished = Signal(object)
+    failed = Signal(str)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._busy = threading.Lock()
+
+    def start(self, frame: np.ndarray, boxes: tuple[FaceBox, ...], models: Mapping[str, AttributeModel]) -> bool:
+        """Begin explaining; False (nothing started) while the previous job runs."""
+        if not self._busy.acquire(blocking=False):
+            return False
+        threading.Thread(
+            target=self._run, args=(frame.copy(), boxes, dict(models)), name="facelens-explain", daemon=True
+        ).start()
+        return True
+
+    def _run(self, frame: np.ndarray, boxes: tuple[FaceBox, ...], models: dict[str, AttributeModel]) -> None:
+        from inference.explain import explain_face, explanation_panel
+
+        try:
+            panel = explanation_panel(frame, boxes, [explain_face(models, frame, box) for box in boxes])
+        except Exception as exc:  # a model failing mid-stream must cost an error line, not the GUI
+            log.exception("explaining faces failed")
+            self.failed.emit(f"cannot explain the faces: {type(exc).__name__}: {exc}")
+        else:
+            self.finished.emit(panel)
+        finally:
+            self._busy.release()
