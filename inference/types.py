@@ -41,10 +41,14 @@ class FaceBox:
         """The same box in a frame `factor` times larger (detection runs on a downscaled copy)."""
         return FaceBox(self.x * factor, self.y * factor, self.w * factor, self.h * factor, self.score)
 
-    def iou(self, other: FaceBox) -> float:
+    def intersection(self, other: FaceBox) -> float:
+        """The area both boxes cover."""
         ix = max(0.0, min(self.x + self.w, other.x + other.w) - max(self.x, other.x))
         iy = max(0.0, min(self.y + self.h, other.y + other.h) - max(self.y, other.y))
-        inter = ix * iy
+        return ix * iy
+
+    def iou(self, other: FaceBox) -> float:
+        inter = self.intersection(other)
         union = self.area + other.area - inter
         return inter / union if union > 0 else 0.0
 

@@ -15,7 +15,7 @@ from skimage import data
 from detectors import quality, verify_bench
 from detectors.base import RefiningDetector, available_detectors, create_detector
 from detectors.downscale import downscale
-from detectors.haar import UNVERIFIED, HaarDetector, HaarSettings
+from detectors.haar import UNVERIFIED, HaarDetector, HaarSettings, drop_nested
 from detectors.mtcnn_detector import MTCNNSettings, to_haar_geometry
 from detectors.verify import shared_verifier
 from inference.errors import DetectorError
@@ -131,6 +131,25 @@ def test_verify_bench_separates_the_face_from_the_suit(tmp_path, astronaut, caps
     assert report["kept"]["0.5"] == {"face_boxes": 2, "other_boxes": 0}
     assert verify_bench.main(["--media", str(tmp_path / "absent")]) == 2
     assert "absent" in capsys.readouterr().err
+
+
+def test_a_part_of_a_face_boxed_inside_the_whole_face_is_dropped_but_a_face_half_behind_another_stays() -> None:
+    whole, part = FaceBox(100, 100, 200, 200, 0.6), FaceBox(150, 140, 120, 120, 0.7)
+    behind = FaceBox(60, 120, 100, 100, 0.5)  # 60 % of it inside `whole`: another person's face
+    assert drop_nested([part, whole, behind]) == [whole, behind]
+    assert drop_nested([whole, FaceBox(400, 100, 90, 90)]) == [whole, FaceBox(400, 100, 90, 90)]
+
+
+def test_haar_boxes_the_face_once_where_the_cascade_boxed_it_twice(haar) -> None:
+    """liveportrait frame 88: the cascade boxes the whole face and, inside it, the eyes and nose; ONet calls
+    both faces. One box is returned, the whole face's."""
+    capture = cv2.VideoCapture(str(shared_path("media", "videos", "liveportrait__d12.mp4")))
+    capture.set(cv2.CAP_PROP_POS_FRAMES, 88)
+    ok, frame = capture.read()
+    assert ok
+    assert len(HaarDetector(UNVERIFIED).detect(frame)) == 2
+    (box,) = haar.detect(frame)
+    assert box.w > 250
 
 
 def test_haar_accepts_grey_and_bgra_frames(haar, astronaut) -> None:
