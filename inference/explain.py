@@ -71,17 +71,22 @@ def explain_face(models: Mapping[str, object], frame: np.ndarray, box: FaceBox) 
 
 
 def explanation_panel(
-    frame: np.ndarray, boxes: Sequence[FaceBox], explanations: Sequence[list[Explanation]]
+    frame: np.ndarray,
+    boxes: Sequence[FaceBox],
+    explanations: Sequence[list[Explanation]],
+    names: Sequence[str] | None = None,
 ) -> np.ndarray:
     """One row per face: the face as the detector framed it, then each model's occlusion map over it
     (red: hiding this part changed the decision most), captioned with the label, its probability and the
-    largest fall, since each map's colours are scaled to its own largest fall."""
+    largest fall, since each map's colours are scaled to its own largest fall. `names` caption the faces as
+    the caller numbers them (default "face 0", "face 1", ... as `facelens image` prints them)."""
+    names = names if names is not None else [f"face {index}" for index in range(len(boxes))]
     rows = []
-    for index, (box, row) in enumerate(zip(boxes, explanations, strict=True)):
+    for name, box, row in zip(names, boxes, explanations, strict=True):
         crop = cv2.resize(crop_face(frame, box, 0.0), (TILE, TILE), interpolation=cv2.INTER_AREA)
         if crop.ndim == 2:
             crop = cv2.cvtColor(crop, cv2.COLOR_GRAY2BGR)
-        tiles = [_captioned(crop, f"face {index}", "")]
+        tiles = [_captioned(crop, name, "")]
         for explanation in row:
             tiles.append(_captioned(_overlay(crop, explanation.heat), *_caption(explanation)))
         rows.append(np.hstack(tiles))

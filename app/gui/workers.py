@@ -36,7 +36,7 @@ from inference.analyzer import FrameAnalyzer
 from inference.errors import FaceLensError
 from inference.render import Renderer
 from inference.tracking import FaceTracker
-from inference.types import FaceBox, FrameResult
+from inference.types import Face, FrameResult
 
 if TYPE_CHECKING:
     from inference.models import AttributeModel
@@ -434,14 +434,13 @@ class DisplayWorker(QObject, ThreadOwner):
         last = self._last
         return None if last is None else last[1]
 
-    def last_faces(self) -> tuple[np.ndarray, tuple[FaceBox, ...]] | None:
-        """The frame on screen without overlay or mirroring, and its face boxes where they are drawn."""
+    def last_faces(self) -> tuple[np.ndarray, tuple[Face, ...]] | None:
+        """The frame on screen without overlay or mirroring, and its faces with their boxes where they are drawn."""
         last = self._last
         if last is None or last[2] is None:
             return None
         frame, _, result = last
-        shown = self._analysis.tracker.follow(result, frame.timestamp)
-        return frame.image, tuple(face.box for face in shown.faces)
+        return frame.image, self._analysis.tracker.follow(result, frame.timestamp).faces
 
     def set_recorder(self, recorder: Recorder | None) -> Recorder | None:
         """Start feeding `recorder` (None: stop); returns the previous one, which gets no frame after this."""
@@ -523,20 +522,22 @@ class ExplainJob(QObject):
         super().__init__()
         self._busy = threading.Lock()
 
-    def start(self, frame: np.ndarray, boxes: tuple[FaceBox, ...], models: Mapping[str, AttributeModel]) -> bool:
+    def start(self, frame: np.ndarray, faces: tuple[Face, ...], models: Mapping[str, AttributeModel]) -> bool:
         """Begin explaining; False (nothing started) while the previous job runs."""
         if not self._busy.acquire(blocking=False):
             return False
         threading.Thread(
-            target=self._run, args=(frame.copy(), boxes, dict(models)), name="facelens-explain", daemon=True
+            target=self._run, args=(frame.copy(), faces, dict(models)), name="facelens-explain", daemon=True
         ).start()
         return True
 
-    def _run(self, frame: np.ndarray, boxes: tuple[FaceBox, ...], models: dict[str, AttributeModel]) -> None:
+    def _run(self, frame: np.ndarray, faces: tuple[Face, ...], models: dict[str, AttributeModel]) -> None:
         from inference.explain import explain_face, explanation_panel
 
         try:
-            panel = explanation_panel(frame, boxes, [explain_face(models, frame, box) for box in boxes])
+            boxes = [face.box for face in faces]
+            explanations = [explain_face(models, frame, box) for box in boxes]
+            panel = explanation_panel(frame, boxes, explanations, [f"#{face.track_id}" for face in faces])
         except Exception as exc:  # a model failing mid-stream must cost an error line, not the GUI
             log.exception("explaining faces failed")
             self.failed.emit(f"cannot explain the faces: {type(exc).__name__}: {exc}")
