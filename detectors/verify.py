@@ -20,10 +20,12 @@ for one box as a compiled TensorFlow function), next to Haar's ~20 ms.
 
 from __future__ import annotations
 
+import importlib.resources
 import logging
 import threading
 from collections.abc import Callable, Sequence
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 
@@ -32,6 +34,7 @@ from inference.preprocess import InputSpec, crop_face, prepare_faces
 from inference.types import FaceBox
 
 ONET_INPUT = 48  # px, RGB
+ONET_WEIGHTS = "onet.lz4"
 DEFAULT_MIN_PROBABILITY = 0.5
 
 log = logging.getLogger(__name__)
@@ -44,14 +47,14 @@ class FaceVerifier:
 
     def __init__(self, margin: float = 0.0) -> None:
         try:  # imported here: TensorFlow is heavy, and a Haar detector without verification never needs it
-            from mtcnn.stages.stage_onet import StageONet
+            import mtcnn  # noqa: F401
         except ImportError as exc:
             raise DetectorError(f"face verification needs the 'mtcnn' and 'tensorflow' packages: {exc}") from exc
         from inference.models import MAX_BUCKET
 
         self._largest_batch = MAX_BUCKET
         self._patch = InputSpec(size=ONET_INPUT, color="rgb", margin=margin)
-        self._run = _fastest_runner(_FaceScore(StageONet()._model), self._patch.shape)
+        self._run = _onet_runner(self._patch.shape)
 
     def face_probability(self, frame_bgr: np.ndarray, boxes: Sequence[FaceBox]) -> np.ndarray:
         """ONet's probability that each box holds a face, in the boxes' order (one call for all of them)."""
@@ -81,19 +84,45 @@ class _FaceScore:
         return self._onet(patches, training=training)[2]
 
 
-def _fastest_runner(network: _FaceScore, input_shape: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray]:
+def _onet_weights() -> Path:
+    """ONet's weights inside the installed `mtcnn` package, named in full: given a bare file name, mtcnn's
+    loader would first look for (and unpickle) a file of that name in the current folder."""
+    return Path(str(importlib.resources.files("mtcnn.assets.weights") / ONET_WEIGHTS))
+
+
+def _onet_runner(input_shape: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray]:
     """ONet as float TFLite (0.3 ms for one box on the 2-core CPU, against 2.5 ms as a compiled TensorFlow
-    function; converting takes ~0.5 s once per process), or as that function if TFLite disagrees or fails."""
+    function), or as that function if TFLite disagrees or fails. The conversion (~1.3 s with building ONet)
+    is kept in the models' TFLite cache (`inference.lite_cache`) with ONet's scores on two probe patches, so a
+    later start checks the stored flatbuffer against them without building ONet at all."""
     import tensorflow as tf
 
     from inference.lite import LiteRunner, convert
+    from inference.lite_cache import LiteCache
     from inference.models import LITE_TOLERANCE
 
-    compiled = tf.function(network, input_signature=[tf.TensorSpec([None, *input_shape], tf.float32)])
+    weights = _onet_weights()
     probe = np.random.default_rng(0).uniform(-1.0, 1.0, (2, *input_shape)).astype(np.float32)
+    cache = LiteCache(weights, input_shape, 2, quantize=False)
+    entry = cache.load()
+    if entry is not None:
+        try:
+            lite = LiteRunner(entry[0], input_shape)
+            if np.allclose(lite(probe), entry[1], atol=LITE_TOLERANCE[False]):
+                return lite
+        except Exception:  # a damaged entry can fail anywhere in the interpreter; converting again is the fix
+            pass
+        cache.discard()
+    from mtcnn.stages.stage_onet import StageONet
+
+    network = _FaceScore(StageONet(weights=str(weights))._model)
+    compiled = tf.function(network, input_signature=[tf.TensorSpec([None, *input_shape], tf.float32)])
+    expected = np.asarray(compiled(probe))
     try:
-        lite = LiteRunner(convert(network, input_shape), input_shape)
-        if np.allclose(lite(probe), np.asarray(compiled(probe)), atol=LITE_TOLERANCE[False]):
+        flatbuffer = convert(network, input_shape)
+        lite = LiteRunner(flatbuffer, input_shape)
+        if np.allclose(lite(probe), expected, atol=LITE_TOLERANCE[False]):
+            cache.store(flatbuffer, expected)
             return lite
         log.warning("ONet under TFLite disagrees with TensorFlow; verifying faces with TensorFlow")
     except Exception as exc:  # the converter's failures are many and third-party; TensorFlow still runs it

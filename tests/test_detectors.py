@@ -113,6 +113,25 @@ def test_onet_drops_haars_boxes_on_shirts_and_railings_in_group_photos(haar, mtc
     assert extra >= 4
 
 
+def test_a_later_verifier_starts_from_the_cached_conversion_without_building_onet(
+    astronaut, tmp_path, monkeypatch
+) -> None:
+    from mtcnn.stages import stage_onet
+
+    from detectors.verify import FaceVerifier
+
+    monkeypatch.setenv("FACELENS_CACHE", str(tmp_path))
+    boxes = [ASTRONAUT_FACE, FaceBox(300, 300, 100, 100)]
+    first = FaceVerifier().face_probability(astronaut, boxes)
+    assert len(list((tmp_path / "tflite").glob("*.npz"))) == 1
+
+    def no_onet(*args, **kwargs):
+        raise AssertionError("ONet was built although its conversion is cached")
+
+    monkeypatch.setattr(stage_onet, "StageONet", no_onet)
+    assert np.allclose(FaceVerifier().face_probability(astronaut, boxes), first, atol=1e-5)
+
+
 def test_verify_bench_separates_the_face_from_the_suit(tmp_path, astronaut, capsys) -> None:
     """The bench on a media folder of one labelled photo and one unlabelled one (MTCNN says where the face
     is): each gives Haar's face box and its suit box, and at 0.5 only the faces stay."""
