@@ -58,10 +58,12 @@ the smallest face found is ~40 px at any size (not 108 px at 1920 wide). facenet
 
 from __future__ import annotations
 
+import importlib.resources
 import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -107,6 +109,12 @@ class MTCNNSettings:
         return min(high, max(low, int(self.min_face_size)))
 
 
+def mtcnn_weights(name: str) -> Path:
+    """One of MTCNN's weight files inside the installed `mtcnn` package, named in full: given a bare file name,
+    mtcnn's loader first looks for (and unpickles) a file of that name in the current folder."""
+    return Path(str(importlib.resources.files("mtcnn.assets.weights") / name))
+
+
 def to_haar_geometry(x: float, y: float, w: float, h: float, score: float) -> FaceBox:
     """The Haar-style square for an MTCNN box (measured affine correction; see module docstring)."""
     side = HAAR_SIDE_PER_SQRT_AREA * math.sqrt(w * h)
@@ -127,7 +135,13 @@ class MTCNNDetector:
             from mtcnn import MTCNN
         except ImportError as exc:
             raise DetectorError(f"MTCNN needs the 'mtcnn' and 'tensorflow' packages: {exc}") from exc
-        self._mtcnn = MTCNN(stages="face_and_landmarks_detection", device="CPU:0")
+        from mtcnn.stages import StageONet, StagePNet, StageRNet
+
+        stages = [
+            stage(weights=str(mtcnn_weights(name)))
+            for stage, name in zip((StagePNet, StageRNet, StageONet), ("pnet.lz4", "rnet.lz4", "onet.lz4"), strict=True)
+        ]
+        self._mtcnn = MTCNN(stages=stages, device="CPU:0")
         _compile_stages(self._mtcnn, tf)
         self._lock = threading.Lock()
 

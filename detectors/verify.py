@@ -20,12 +20,10 @@ for one box as a compiled TensorFlow function), next to Haar's ~20 ms.
 
 from __future__ import annotations
 
-import importlib.resources
 import logging
 import threading
 from collections.abc import Callable, Sequence
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 
@@ -84,12 +82,6 @@ class _FaceScore:
         return self._onet(patches, training=training)[2]
 
 
-def _onet_weights() -> Path:
-    """ONet's weights inside the installed `mtcnn` package, named in full: given a bare file name, mtcnn's
-    loader would first look for (and unpickle) a file of that name in the current folder."""
-    return Path(str(importlib.resources.files("mtcnn.assets.weights") / ONET_WEIGHTS))
-
-
 def _onet_runner(input_shape: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray]:
     """ONet as float TFLite (0.3 ms for one box on the 2-core CPU, against 2.5 ms as a compiled TensorFlow
     function), or as that function if TFLite disagrees or fails. The conversion (~1.3 s with building ONet)
@@ -97,11 +89,12 @@ def _onet_runner(input_shape: tuple[int, ...]) -> Callable[[np.ndarray], np.ndar
     later start checks the stored flatbuffer against them without building ONet at all."""
     import tensorflow as tf
 
+    from detectors.mtcnn_detector import mtcnn_weights
     from inference.lite import LiteRunner, convert
     from inference.lite_cache import LiteCache
     from inference.models import LITE_TOLERANCE
 
-    weights = _onet_weights()
+    weights = mtcnn_weights(ONET_WEIGHTS)
     probe = np.random.default_rng(0).uniform(-1.0, 1.0, (2, *input_shape)).astype(np.float32)
     cache = LiteCache(weights, input_shape, 2, quantize=False)
     entry = cache.load()

@@ -132,6 +132,20 @@ def test_a_later_verifier_starts_from_the_cached_conversion_without_building_one
     assert np.allclose(FaceVerifier().face_probability(astronaut, boxes), first, atol=1e-5)
 
 
+def test_weight_files_in_the_current_folder_are_never_loaded(tmp_path, astronaut, monkeypatch) -> None:
+    """mtcnn's loader, given a bare name like "onet.lz4", unpickles a file of that name in the current folder
+    before its own; both detectors name the package's files in full, so a stray (or hostile) file is ignored."""
+    from detectors.mtcnn_detector import MTCNNDetector
+    from detectors.verify import FaceVerifier
+
+    for name in ("pnet.lz4", "rnet.lz4", "onet.lz4"):
+        (tmp_path / name).write_bytes(b"not a weights file")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FACELENS_CACHE", str(tmp_path / "cache"))
+    assert MTCNNDetector().detect(astronaut)[0].iou(ASTRONAUT_FACE) >= 0.5
+    assert FaceVerifier().face_probability(astronaut, [ASTRONAUT_FACE])[0] >= 0.9
+
+
 def test_verify_bench_separates_the_face_from_the_suit(tmp_path, astronaut, capsys) -> None:
     """The bench on a media folder of one labelled photo and one unlabelled one (MTCNN says where the face
     is): each gives Haar's face box and its suit box, and at 0.5 only the faces stay."""
