@@ -39,6 +39,7 @@ class LiteCache:
 
     def __init__(self, model_path: Path, input_shape: Sequence[int], n_classes: int, quantize: bool) -> None:
         model_path = Path(model_path)
+        self.quantize = quantize
         engine = "int8" if quantize else "float"
         self._prefix = hashlib.sha1(f"{model_path.resolve()}|{engine}".encode()).hexdigest()[:12]
         self._model_path = model_path

@@ -214,21 +214,22 @@ def _lite_model(
 
 
 def _converted_model(
-    model: keras.Model, card: ModelCard, path: Path, expected: np.ndarray, quantize: bool, required: bool
+    model: keras.Model, card: ModelCard, path: Path, expected: np.ndarray, cache: LiteCache, required: bool
 ) -> AttributeModel | None:
-    """The model converted to TFLite (float32, or int8 with `quantize`) if it converts and agrees with Keras;
-    otherwise None, or a WeightsError when this engine was asked for explicitly. Kept for the next start."""
-    kind = "TFLite int8" if quantize else "TFLite"
+    """The model converted to TFLite (float32, or int8 for an int8 `cache`) if it converts and agrees with
+    Keras; otherwise None, or a WeightsError when this engine was asked for explicitly. Kept in `cache` for the
+    next start."""
+    kind = "TFLite int8" if cache.quantize else "TFLite"
     try:
-        flatbuffer = convert(model, card.input.shape, quantize)
-        candidate = _lite_model(model, card, path, flatbuffer, expected, quantize)
+        flatbuffer = convert(model, card.input.shape, cache.quantize)
+        candidate = _lite_model(model, card, path, flatbuffer, expected, cache.quantize)
     except Exception as exc:  # the converter rejects some layers; tf.function still runs them
         if required:
             raise WeightsError(f"model {path} cannot be converted to {kind}: {_one_line(exc)}") from None
         log.info("%s conversion of %s failed (%s)", kind, path, _one_line(exc))
         return None
     if candidate is not None:
-        LiteCache(path, card.input.shape, len(card.classes), quantize).store(flatbuffer, expected)
+        cache.store(flatbuffer, expected)
         return candidate
     if required:
         raise WeightsError(f"model {path} gives different results under {kind}")
@@ -236,15 +237,14 @@ def _converted_model(
     return None
 
 
-def _cached_model(card: ModelCard, path: Path, quantize: bool) -> AttributeModel | None:
+def _cached_model(card: ModelCard, path: Path, cache: LiteCache) -> AttributeModel | None:
     """The model from an earlier start's conversion of these exact bytes, checked against the Keras
     probabilities stored with it, without building the Keras model; None (and the entry deleted) otherwise."""
-    cache = LiteCache(path, card.input.shape, len(card.classes), quantize)
     entry = cache.load()
     if entry is None:
         return None
     try:
-        model = _lite_model(None, card, path, *entry, quantize)
+        model = _lite_model(None, card, path, *entry, cache.quantize)
     except Exception:  # a damaged entry can fail anywhere in the interpreter; converting again is the fix
         model = None
     if model is None:
@@ -279,17 +279,19 @@ def load_model(task: str, weights_dir: Path | None = None, *, engine: str = "aut
         raise WeightsError(f"model weights not found: {path}")
     on_cpu = compute_device().startswith("CPU")
     attempts = {"auto": (True, False) if on_cpu else (), "tflite-int8": (True,), "tflite": (False,), "tf": ()}[engine]
-    attribute_model = _cached_model(card, path, attempts[0]) if attempts else None
+    # One cache entry per engine tried, made once: finding an entry hashes the model file.
+    caches = [LiteCache(path, card.input.shape, len(card.classes), quantize) for quantize in attempts]
+    attribute_model = _cached_model(card, path, caches[0]) if caches else None
     if attribute_model is None:
-        attribute_model = _keras_model(card, path, attempts, required=engine != "auto")
+        attribute_model = _keras_model(card, path, caches, required=engine != "auto")
     attribute_model.warm_up(WARM_BUCKETS)
     log.info("loaded %s model %s: %s engine on %s", task, path, attribute_model.engine, attribute_model.device)
     return attribute_model
 
 
-def _keras_model(card: ModelCard, path: Path, attempts: Sequence[bool], required: bool) -> AttributeModel:
-    """Build the Keras model, check it, and run it on the first TFLite engine in `attempts` (True = int8) that
-    converts and agrees with it, else as tf.function graphs."""
+def _keras_model(card: ModelCard, path: Path, caches: Sequence[LiteCache], required: bool) -> AttributeModel:
+    """Build the Keras model, check it, and run it on the first TFLite engine of `caches` (one per engine to
+    try, int8 or float) that converts and agrees with it, else as tf.function graphs."""
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # a corrupt archive surfaces as many different third-party errors
@@ -305,8 +307,8 @@ def _keras_model(card: ModelCard, path: Path, attempts: Sequence[bool], required
         raise WeightsError(f"model {path} fails on a test face: {type(exc).__name__}: {_one_line(exc)}") from None
     if not _is_probabilities(expected):
         raise WeightsError(f"model {path} does not output probabilities (rows must sum to 1; missing softmax?)")
-    for quantize in attempts:
-        attribute_model = _converted_model(model, card, path, expected, quantize, required)
+    for cache in caches:
+        attribute_model = _converted_model(model, card, path, expected, cache, required)
         if attribute_model is not None:
             return attribute_model
     return AttributeModel(card, model, path)
