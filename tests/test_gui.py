@@ -271,6 +271,7 @@ def test_explain_saves_an_occlusion_map_per_model_for_the_faces_on_screen(qtbot,
     (panel_path,) = (tmp_path / "recordings").glob("*.png")
     panel = cv2.imread(str(panel_path))
     assert panel.shape[:2] == (faces * (TILE + 40), 4 * TILE)  # the face, then emotion, gender and race maps
+    assert window.explain_view.isVisible() and window.explain_view.windowTitle().endswith(panel_path.name)
     window.set_view("race", False)
     assert window.explain_faces()
     qtbot.waitUntil(lambda: len(list((tmp_path / "recordings").glob("*.png"))) == 2, timeout=STREAM_TIMEOUT_MS)

@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence, QPixmap
 from PySide6.QtWidgets import (
     QApplication,
+    QDialog,
     QFileDialog,
     QLabel,
     QMainWindow,
@@ -34,7 +35,7 @@ from PySide6.QtWidgets import (
 from app.capture import CaptureThread, LatestFrameSlot
 from app.gui.settings import APPLICATION, ORGANIZATION, GuiSettings, open_settings
 from app.gui.video_view import NoticeBar, VideoView
-from app.gui.workers import AnalysisWorker, DisplayWorker, ExplainJob, Feed, PausableSource
+from app.gui.workers import AnalysisWorker, DisplayWorker, ExplainJob, Feed, PausableSource, to_qimage
 from app.recorder import Recorder, unique_path
 from app.sources import list_cameras, open_source
 from detectors.base import available_detectors
@@ -99,6 +100,7 @@ class MainWindow(QMainWindow):
         self.analysis = AnalysisWorker(self.feed, detector_name, models=models, weights_dir=weights_dir)
         self.display = DisplayWorker(self.feed, self.analysis, self.renderer)
         self.explainer = ExplainJob()
+        self.explain_view: QDialog | None = None  # created by the first explanation
         self.view = VideoView(self)
         self.notice = NoticeBar(self)
         central = QWidget(self)
@@ -496,7 +498,18 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _on_explained(self, panel: np.ndarray) -> None:
-        self._save_png(panel, "Explanation")
+        """Save the panel and show it in a window of its own (reused by the next explanation), so the stream
+        keeps its place and the user sees the result without opening the file."""
+        path = self._save_png(panel, "Explanation")
+        if self.explain_view is None:
+            self.explain_view = QDialog(self)
+            self.explain_view.setModal(False)
+            self._explain_label = QLabel(self.explain_view)
+            QVBoxLayout(self.explain_view).addWidget(self._explain_label)
+        self.explain_view.setWindowTitle(f"Where the models looked{f' — {path.name}' if path else ''}")
+        self._explain_label.setPixmap(QPixmap.fromImage(to_qimage(panel)))
+        self.explain_view.show()
+        self.explain_view.raise_()
 
     def _save_png(self, image: np.ndarray, what: str) -> Path | None:
         """Write `image` as a new PNG in the recording folder and say where; an error is one dialog line."""
