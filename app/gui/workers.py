@@ -511,9 +511,10 @@ class DisplayWorker(QObject, ThreadOwner):
 
 
 class ExplainJob(QObject):
-    """Occlusion maps (`inference.explain`) of the faces on screen, on a short-lived thread: a face costs 82
-    calls' worth of faces per model, ~0.5-1 s for three models on 2 cores, too long for the GUI thread. One
-    job at a time; `finished` carries the panel (a BGR array), `failed` one line."""
+    """Occlusion maps (`inference.explain`) of the faces on screen, on a short-lived thread: each model sees
+    every face 82 times (81 occluded copies and the whole face); the demo's two faces took 2.9-3.5 s with
+    three models next to a training run, far too long for the GUI thread. One job at a time; `finished`
+    carries the panel (a BGR array), `failed` one line."""
 
     finished = Signal(object)
     failed = Signal(str)
