@@ -42,15 +42,16 @@ def occlusion_map(
     size = face.shape[0]
     side = max(1, round(size * PATCH_FRACTION))
     starts = np.linspace(0, size - side, steps).round().astype(int)
+    positions = [(int(y), int(x)) for y in starts for x in starts]
     fill = face.reshape(-1, face.shape[-1]).mean(axis=0)
-    copies = np.repeat(face[None], len(starts) ** 2 + 1, axis=0)  # the last copy stays whole
-    for k, (y, x) in enumerate((y, x) for y in starts for x in starts):
+    copies = np.repeat(face[None], len(positions) + 1, axis=0)  # the last copy stays whole
+    for k, (y, x) in enumerate(positions):
         copies[k, y : y + side, x : x + side] = fill
     probabilities = np.asarray(predict(copies))[:, class_index]
     falls = np.maximum(probabilities[-1] - probabilities[:-1], 0.0)
     total = np.zeros((size, size), np.float64)
     count = np.zeros((size, size), np.float64)
-    for fall, (y, x) in zip(falls, ((y, x) for y in starts for x in starts), strict=True):
+    for fall, (y, x) in zip(falls, positions, strict=True):
         total[y : y + side, x : x + side] += fall
         count[y : y + side, x : x + side] += 1
     return (total / np.maximum(count, 1)).astype(np.float32)
