@@ -48,22 +48,20 @@ class FaceVerifier:
             import mtcnn  # noqa: F401
         except ImportError as exc:
             raise DetectorError(f"face verification needs the 'mtcnn' and 'tensorflow' packages: {exc}") from exc
-        from inference.models import MAX_BUCKET
-
-        self._largest_batch = MAX_BUCKET
         self._patch = InputSpec(size=ONET_INPUT, color="rgb", margin=margin)
         self._run = _onet_runner(self._patch.shape)
 
     def face_probability(self, frame_bgr: np.ndarray, boxes: Sequence[FaceBox]) -> np.ndarray:
-        """ONet's probability that each box holds a face, in the boxes' order (one call for all of them)."""
+        """ONet's probability that each box holds a face, in the boxes' order (one call per 32 boxes)."""
         if not boxes:
             return np.empty(0, dtype=np.float32)
         if frame_bgr.ndim == 3 and frame_bgr.shape[2] == 4:
             frame_bgr = frame_bgr[:, :, :3]  # BGRA: Haar takes it, ONet sees the colours
         patches = prepare_faces([crop_face(frame_bgr, box, self._patch.margin) for box in boxes], self._patch)
         patches = (patches - 127.5) / 128.0  # mtcnn's own normalisation (mtcnn.utils.images.normalize_images)
-        scores = [self._run(_padded(chunk))[: len(chunk)] for chunk in _chunks(patches, self._largest_batch)]
-        return np.concatenate(scores)[:, 1]
+        from inference.models import run_in_buckets
+
+        return run_in_buckets(self._run, patches)[:, 1]
 
     def keep_faces(self, frame_bgr: np.ndarray, boxes: Sequence[FaceBox], min_probability: float) -> list[FaceBox]:
         """The boxes ONet calls faces with at least `min_probability`, in their order."""
@@ -121,18 +119,6 @@ def _onet_runner(input_shape: tuple[int, ...]) -> Callable[[np.ndarray], np.ndar
     except Exception as exc:  # the converter's failures are many and third-party; TensorFlow still runs it
         log.warning("ONet could not be converted to TFLite (%s); verifying faces with TensorFlow", exc)
     return lambda patches: np.asarray(compiled(patches))
-
-
-def _chunks(patches: np.ndarray, size: int) -> list[np.ndarray]:
-    return [patches[i : i + size] for i in range(0, len(patches), size)]
-
-
-def _padded(patches: np.ndarray) -> np.ndarray:
-    """Padded to a bucket size, so TFLite keeps one interpreter per bucket, not one per box count."""
-    from inference.models import bucket_size
-
-    missing = bucket_size(len(patches)) - len(patches)
-    return np.concatenate([patches, np.zeros((missing, *patches.shape[1:]), patches.dtype)]) if missing else patches
 
 
 _shared_lock = threading.Lock()

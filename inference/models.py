@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -38,6 +38,19 @@ MAX_BUCKET = BUCKETS[-1]
 # (all six buckets of three models would add ~5 s to start-up; a TFLite bucket costs only 3-35 ms), so the
 # common 1-4 face cases are ready before the first frame and larger groups compile once, on first use.
 WARM_BUCKETS: tuple[int, ...] = (1, 2, 4)
+
+
+def run_in_buckets(run: Callable[[np.ndarray], np.ndarray], batch: np.ndarray) -> np.ndarray:
+    """`run` on `batch` in chunks of at most MAX_BUCKET rows, each padded with zeros to its bucket size, so a
+    compiled graph or a TFLite interpreter only ever sees the bucket sizes; padding rows are dropped again."""
+    outputs = []
+    for start in range(0, len(batch), MAX_BUCKET):
+        chunk = batch[start : start + MAX_BUCKET]
+        missing = bucket_size(len(chunk)) - len(chunk)
+        if missing:
+            chunk = np.concatenate([chunk, np.zeros((missing, *chunk.shape[1:]), chunk.dtype)])
+        outputs.append(np.asarray(run(chunk))[: len(chunk) - missing])
+    return np.concatenate(outputs)
 
 
 def bucket_size(n: int) -> int:
@@ -150,23 +163,15 @@ class AttributeModel:
                 f"{self.task} model expects faces of shape (n, {', '.join(map(str, self.spec.shape))})"
                 f", got {batch.shape}"
             )
-        n = len(batch)
-        if n == 0:
+        if len(batch) == 0:
             return np.empty((0, len(self.classes)), np.float32)
-        if n <= MAX_BUCKET:
-            return self._run(batch)
-        return np.concatenate([self._run(batch[i : i + MAX_BUCKET]) for i in range(0, n, MAX_BUCKET)])
+        return run_in_buckets(self._run, batch)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        n = len(batch)
-        size = bucket_size(n)
-        if size != n:
-            padded = np.zeros((size, *self.spec.shape), np.float32)
-            padded[:n] = batch
-            batch = padded
+        """One call on a batch of a bucket's size."""
         if self._lite is not None:
-            return self._lite(batch)[:n]
-        return np.asarray(self._graph(size)(tf.constant(batch)))[:n]
+            return self._lite(batch)
+        return np.asarray(self._graph(len(batch))(tf.constant(batch)))
 
     def __repr__(self) -> str:
         return (
