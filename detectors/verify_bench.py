@@ -24,6 +24,7 @@ import numpy as np
 
 from detectors.haar import UNVERIFIED, HaarDetector
 from detectors.quality import load_boxes
+from detectors.region_bench import read_frames
 from detectors.verify import FaceVerifier
 from inference.errors import DatasetError, FaceLensError
 from inference.types import FaceBox
@@ -42,16 +43,9 @@ def labelled_frames(media: Path, every: int) -> Iterator[tuple[str, np.ndarray, 
     for photo in sorted((media / "images").glob("*.jpg")):
         yield photo.name, _read(photo), None
     for clip in sorted((media / "videos").glob("*.mp4")):
-        capture = cv2.VideoCapture(str(clip))
-        index = 0
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            if index % every == 0:
-                yield f"{clip.name}#{index}", frame, None
-            index += 1
-        capture.release()
+        frames, _ = read_frames(clip)
+        for index in range(0, len(frames), every):
+            yield f"{clip.name}#{index}", frames[index], None
 
 
 def _read(path: Path) -> np.ndarray:
