@@ -88,22 +88,16 @@ def _onet_runner(input_shape: tuple[int, ...]) -> Callable[[np.ndarray], np.ndar
     import tensorflow as tf
 
     from detectors.mtcnn_detector import mtcnn_weights
-    from inference.lite import LiteRunner, convert
-    from inference.lite_cache import LiteCache
+    from inference.lite import convert
+    from inference.lite_cache import LiteCache, checked_runner
     from inference.models import LITE_TOLERANCE
 
     weights = mtcnn_weights(ONET_WEIGHTS)
     probe = np.random.default_rng(0).uniform(-1.0, 1.0, (2, *input_shape)).astype(np.float32)
     cache = LiteCache(weights, input_shape, 2, quantize=False)
-    entry = cache.load()
-    if entry is not None:
-        try:
-            lite = LiteRunner(entry[0], input_shape)
-            if np.allclose(lite(probe), entry[1], atol=LITE_TOLERANCE[False]):
-                return lite
-        except Exception:  # a damaged entry can fail anywhere in the interpreter; converting again is the fix
-            pass
-        cache.discard()
+    lite = cache.load_checked(input_shape, probe, LITE_TOLERANCE[False])
+    if lite is not None:
+        return lite
     from mtcnn.stages.stage_onet import StageONet
 
     network = _FaceScore(StageONet(weights=str(weights))._model)
@@ -111,8 +105,8 @@ def _onet_runner(input_shape: tuple[int, ...]) -> Callable[[np.ndarray], np.ndar
     expected = np.asarray(compiled(probe))
     try:
         flatbuffer = convert(network, input_shape)
-        lite = LiteRunner(flatbuffer, input_shape)
-        if np.allclose(lite(probe), expected, atol=LITE_TOLERANCE[False]):
+        lite = checked_runner(flatbuffer, input_shape, probe, expected, LITE_TOLERANCE[False])
+        if lite is not None:
             cache.store(flatbuffer, expected)
             return lite
         log.warning("ONet under TFLite disagrees with TensorFlow; verifying faces with TensorFlow")

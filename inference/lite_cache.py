@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from inference.lite import LiteRunner
 from inference.user_cache import cache_dir
 
 # Bump when `inference.lite.convert` changes what it produces for the same model.
@@ -88,6 +89,29 @@ class LiteCache:
                 with contextlib.suppress(OSError):
                     tmp.unlink(missing_ok=True)
 
+    def load_checked(self, input_shape: Sequence[int], probe: np.ndarray, tolerance: float) -> LiteRunner | None:
+        """A runner on this entry's flatbuffer if it still reproduces, on `probe`, the outputs stored with it;
+        otherwise None, and a bad entry deleted (converting again is the fix)."""
+        entry = self.load()
+        if entry is None:
+            return None
+        try:
+            runner = checked_runner(entry[0], input_shape, probe, entry[1], tolerance)
+        except Exception:  # a damaged entry can fail anywhere in the interpreter
+            runner = None
+        if runner is None:
+            self.discard()
+        return runner
+
     def discard(self) -> None:
         with contextlib.suppress(OSError):
             self.path.unlink(missing_ok=True)
+
+
+def checked_runner(
+    flatbuffer: bytes, input_shape: Sequence[int], probe: np.ndarray, expected: np.ndarray, tolerance: float
+) -> LiteRunner | None:
+    """A runner on `flatbuffer` if it reproduces `expected`, the source model's outputs on `probe`, within
+    `tolerance`: the check every conversion passes before it runs or is cached."""
+    runner = LiteRunner(flatbuffer, input_shape)
+    return runner if np.allclose(runner(probe), expected, atol=tolerance) else None

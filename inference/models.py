@@ -27,7 +27,7 @@ from inference.cards import TASKS, ModelCard, default_weights_dir, load_card  # 
 from inference.engines import ENGINES  # noqa: E402
 from inference.errors import WeightsError  # noqa: E402
 from inference.lite import LiteRunner, convert  # noqa: E402
-from inference.lite_cache import LiteCache  # noqa: E402
+from inference.lite_cache import LiteCache, checked_runner  # noqa: E402
 from inference.preprocess import InputSpec  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -204,38 +204,24 @@ def _check_shapes(model: keras.Model, card: ModelCard, path: Path) -> None:
 LITE_TOLERANCE: dict[bool, float] = {False: 1e-3, True: 0.05}
 
 
-def _lite_model(
-    model: keras.Model | None,
-    card: ModelCard,
-    path: Path,
-    flatbuffer: bytes,
-    expected: np.ndarray,
-    quantize: bool,
-) -> AttributeModel | None:
-    """The model on this TFLite flatbuffer if it reproduces Keras's probabilities on the probe faces."""
-    candidate = AttributeModel(card, model, path, LiteRunner(flatbuffer, card.input.shape), quantized=quantize)
-    agrees = np.allclose(candidate.predict(_probe(card)), expected, atol=LITE_TOLERANCE[quantize])
-    return candidate if agrees else None
-
-
 def _converted_model(
     model: keras.Model, card: ModelCard, path: Path, expected: np.ndarray, cache: LiteCache, required: bool
 ) -> AttributeModel | None:
-    """The model converted to TFLite (float32, or int8 for an int8 `cache`) if it converts and agrees with
-    Keras; otherwise None, or a WeightsError when this engine was asked for explicitly. Kept in `cache` for the
-    next start."""
+    """The model converted to TFLite (float32, or int8 for an int8 `cache`) if it converts and reproduces
+    Keras's probabilities on the probe faces; otherwise None, or a WeightsError when this engine was asked for
+    explicitly. Kept in `cache` for the next start."""
     kind = "TFLite int8" if cache.quantize else "TFLite"
     try:
         flatbuffer = convert(model, card.input.shape, cache.quantize)
-        candidate = _lite_model(model, card, path, flatbuffer, expected, cache.quantize)
+        runner = checked_runner(flatbuffer, card.input.shape, _probe(card), expected, LITE_TOLERANCE[cache.quantize])
     except Exception as exc:  # the converter rejects some layers; tf.function still runs them
         if required:
             raise WeightsError(f"model {path} cannot be converted to {kind}: {_one_line(exc)}") from None
         log.info("%s conversion of %s failed (%s)", kind, path, _one_line(exc))
         return None
-    if candidate is not None:
+    if runner is not None:
         cache.store(flatbuffer, expected)
-        return candidate
+        return AttributeModel(card, model, path, runner, quantized=cache.quantize)
     if required:
         raise WeightsError(f"model {path} gives different results under {kind}")
     log.warning("%s results of %s differ from Keras; trying the next engine", kind, path)
@@ -245,16 +231,8 @@ def _converted_model(
 def _cached_model(card: ModelCard, path: Path, cache: LiteCache) -> AttributeModel | None:
     """The model from an earlier start's conversion of these exact bytes, checked against the Keras
     probabilities stored with it, without building the Keras model; None (and the entry deleted) otherwise."""
-    entry = cache.load()
-    if entry is None:
-        return None
-    try:
-        model = _lite_model(None, card, path, *entry, cache.quantize)
-    except Exception:  # a damaged entry can fail anywhere in the interpreter; converting again is the fix
-        model = None
-    if model is None:
-        cache.discard()
-    return model
+    runner = cache.load_checked(card.input.shape, _probe(card), LITE_TOLERANCE[cache.quantize])
+    return None if runner is None else AttributeModel(card, None, path, runner, quantized=cache.quantize)
 
 
 def _probe(card: ModelCard) -> np.ndarray:
