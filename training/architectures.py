@@ -80,5 +80,8 @@ ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
     "facelens_rgb_wide": lambda shape, n: facelens_cnn(
         shape, n, widths=(32, 64, 128, 256), stem_stride=2, name="facelens_rgb_wide"
     ),
+    "facelens_rgb_xl": lambda shape, n: facelens_cnn(
+        shape, n, widths=(48, 96, 192, 384), stem_stride=2, name="facelens_rgb_xl"
+    ),
     "seed_finalized": seed_finalized_cnn,
 }
