@@ -231,14 +231,18 @@ class MTCNNDetector:
 
 
 def _compile_stages(mtcnn, tf) -> None:
-    """Trace each stage's network once as a graph with a shape-free float32 input (every pyramid level and
-    crop batch reuses it). mtcnn 1.0 keeps the network in `stage._model`; if a later version moves it,
-    detection still works, only eagerly (slower), rather than failing."""
-    spec = [tf.TensorSpec([None, None, None, 3], tf.float32)]
-    for stage in mtcnn.stages:
-        model = getattr(stage, "_model", None)
-        if model is not None:
-            stage._model = tf.function(model, input_signature=spec)
+    """PNet, which sees whole pyramid levels of any size, is traced once as a graph with a shape-free float32
+    input; RNet and ONet, which see fixed-size patches, run as TFLite (`detectors.mtcnn_lite`). mtcnn 1.0 keeps
+    the network in `stage._model`; if a later version moves it, detection still works, only eagerly
+    (slower), rather than failing."""
+    from detectors.mtcnn_lite import ONET, RNET, StageNetwork
+
+    pnet, rnet, onet = mtcnn.stages
+    if getattr(pnet, "_model", None) is not None:
+        pnet._model = tf.function(pnet._model, input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+    for stage, network in ((rnet, RNET), (onet, ONET)):
+        if getattr(stage, "_model", None) is not None:
+            stage._model = StageNetwork(network)
 
 
 register("mtcnn", MTCNNDetector)

@@ -20,9 +20,8 @@ for one box as a compiled TensorFlow function), next to Haar's ~20 ms.
 
 from __future__ import annotations
 
-import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import cache
 
 import numpy as np
@@ -31,25 +30,25 @@ from inference.errors import DetectorError
 from inference.preprocess import InputSpec, crop_face, prepare_faces
 from inference.types import FaceBox
 
-ONET_INPUT = 48  # px, RGB
-ONET_WEIGHTS = "onet.lz4"
 DEFAULT_MIN_PROBABILITY = 0.5
-
-log = logging.getLogger(__name__)
 
 
 class FaceVerifier:
-    """ONet from the `mtcnn` package (its weights ship inside the package; nothing is downloaded), converted
-    once. `margin` enlarges each box before it is cut out (0: the box itself). Thread-safe: the TFLite runner
-    serialises its calls, and a compiled TensorFlow function may be called from several threads."""
+    """ONet from the `mtcnn` package (its weights ship inside the package; nothing is downloaded) as float
+    TFLite (`detectors.mtcnn_lite`: 0.3 ms for one box on the 2-core CPU, 2.5 ms as a compiled TensorFlow
+    function), converted once. `margin` enlarges each box before it is cut out (0: the box itself).
+    Thread-safe: the TFLite runner serialises its calls, and a compiled TensorFlow function may be called from
+    several threads."""
 
     def __init__(self, margin: float = 0.0) -> None:
         try:  # imported here: TensorFlow is heavy, and a Haar detector without verification never needs it
             import mtcnn  # noqa: F401
         except ImportError as exc:
             raise DetectorError(f"face verification needs the 'mtcnn' and 'tensorflow' packages: {exc}") from exc
-        self._patch = InputSpec(size=ONET_INPUT, color="rgb", margin=margin)
-        self._run = _onet_runner(self._patch.shape)
+        from detectors.mtcnn_lite import ONET, network_runner
+
+        self._patch = InputSpec(size=ONET.size, color="rgb", margin=margin)
+        self._onet = network_runner(ONET)
 
     def face_probability(self, frame_bgr: np.ndarray, boxes: Sequence[FaceBox]) -> np.ndarray:
         """ONet's probability that each box holds a face, in the boxes' order (one call per 32 boxes)."""
@@ -59,60 +58,12 @@ class FaceVerifier:
             frame_bgr = frame_bgr[:, :, :3]  # BGRA: Haar takes it, ONet sees the colours
         patches = prepare_faces([crop_face(frame_bgr, box, self._patch.margin) for box in boxes], self._patch)
         patches = (patches - 127.5) / 128.0  # mtcnn's own normalisation (mtcnn.utils.images.normalize_images)
-        from inference.models import run_in_buckets
-
-        return run_in_buckets(self._run, patches)[:, 1]
+        return self._onet(patches)[:, -1]  # the last head: [not face, face]
 
     def keep_faces(self, frame_bgr: np.ndarray, boxes: Sequence[FaceBox], min_probability: float) -> list[FaceBox]:
         """The boxes ONet calls faces with at least `min_probability`, in their order."""
         probabilities = self.face_probability(frame_bgr, boxes)
         return [box for box, p in zip(boxes, probabilities, strict=True) if p >= min_probability]
-
-
-class _FaceScore:
-    """ONet reduced to its face / not-face head, with what `inference.lite.convert` needs of a model."""
-
-    def __init__(self, onet) -> None:
-        self._onet = onet
-        self.variables = onet.variables
-
-    def __call__(self, patches, training: bool = False):
-        return self._onet(patches, training=training)[2]
-
-
-def _onet_runner(input_shape: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray]:
-    """ONet as float TFLite (0.3 ms for one box on the 2-core CPU, against 2.5 ms as a compiled TensorFlow
-    function), or as that function if TFLite disagrees or fails. The conversion (~1.3 s with building ONet)
-    is kept in the models' TFLite cache (`inference.lite_cache`) with ONet's scores on two probe patches, so a
-    later start checks the stored flatbuffer against them without building ONet at all."""
-    import tensorflow as tf
-
-    from detectors.mtcnn_detector import mtcnn_weights
-    from inference.lite import convert
-    from inference.lite_cache import LiteCache, checked_runner
-    from inference.models import LITE_TOLERANCE
-
-    weights = mtcnn_weights(ONET_WEIGHTS)
-    probe = np.random.default_rng(0).uniform(-1.0, 1.0, (2, *input_shape)).astype(np.float32)
-    cache = LiteCache(weights, input_shape, 2, quantize=False)
-    lite = cache.load_checked(input_shape, probe, LITE_TOLERANCE[False])
-    if lite is not None:
-        return lite
-    from mtcnn.stages.stage_onet import StageONet
-
-    network = _FaceScore(StageONet(weights=str(weights))._model)
-    compiled = tf.function(network, input_signature=[tf.TensorSpec([None, *input_shape], tf.float32)])
-    expected = np.asarray(compiled(probe))
-    try:
-        flatbuffer = convert(network, input_shape)
-        lite = checked_runner(flatbuffer, input_shape, probe, expected, LITE_TOLERANCE[False])
-        if lite is not None:
-            cache.store(flatbuffer, expected)
-            return lite
-        log.warning("ONet under TFLite disagrees with TensorFlow; verifying faces with TensorFlow")
-    except Exception as exc:  # the converter's failures are many and third-party; TensorFlow still runs it
-        log.warning("ONet could not be converted to TFLite (%s); verifying faces with TensorFlow", exc)
-    return lambda patches: np.asarray(compiled(patches))
 
 
 _shared_lock = threading.Lock()
