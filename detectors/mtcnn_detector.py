@@ -5,7 +5,8 @@ Three things make it usable live and safe for our classifiers:
 1. Speed. mtcnn 1.0 calls its Keras networks eagerly, once per pyramid level: ~150-500 ms per 640x480 frame
    here, mostly Python/Keras dispatch. Wrapping each network in one `tf.function` with a shape-free input
    signature traces it once and gives identical boxes at ~35-40 ms CPU per frame on a 360 px copy
-   (eager: ~180 ms CPU on the same copy).
+   (eager: ~180 ms CPU on the same copy). RNet and ONet, which see fixed-size patches, now run as TFLite
+   instead (`detectors.mtcnn_lite`), which saves most of what remained of their call overhead.
 2. `min_face_size` is clamped to [12, 20]. mtcnn 1.0 keeps the pyramid's level *count* fixed (from the image
    size) and only moves its first scale, so a larger minimum shrinks the last level below PNet's 12 px input;
    TensorFlow then raises inside PNet, which mtcnn catches as "no faces": the whole frame silently comes back
@@ -47,8 +48,9 @@ process CPU time on this shared 2-core EPYC next to a training job, so treat the
    detection 56.1 CPU ms per frame with full scans on every frame, 15.8 with refining between full scans
    every 10th frame (30.5 with region searches, next to a training job), all 183 faces found; refined
    boxes agree with a full scan's at IoU 0.94 (median; 10th percentile 0.89). A face lost (ONet unsure)
-   sends the caller to a full scan, as a region search would. Of a refine call's ~10 ms, RNet and ONet
-   take ~3 ms; the rest is mtcnn's per-call TensorFlow overhead.
+   sends the caller to a full scan, as a region search would. Of a refine call's ~10 ms, most was the two
+   networks' TensorFlow call overhead, which TFLite removes (`detectors.mtcnn_lite`: refine steps 15.8 ->
+   11.0 CPU ms per frame on liveportrait, including the full scans every 10th frame).
 
 Large sources (`min_fraction=0.5`, as for Haar): the copy keeps at least half the frame's longest side, so
 the smallest face found is ~40 px at any size (not 108 px at 1920 wide). facenet-pytorch__video.mp4 (1080p,

@@ -3,9 +3,10 @@
 Why: each of them scores a small batch of face patches, and as a compiled TensorFlow function a call costs
 ~2-4 ms on the 2-core CPU, nearly all of it the graph executor's fixed cost, not arithmetic. A refine step
 (`MTCNNDetector.refine`, every frame between full scans) calls both, and so does every full scan and every
-Haar second opinion (`detectors.verify`, ONet). Measured on the single-face clip's first 60 frames
-(`liveportrait__d12.mp4`, a training run sharing the CPU): refine 9.3-10.8 ms -> 3.3-4.2 ms per frame, a
-full MTCNN scan 46-49 -> 38-39 ms, with the same boxes to 1e-5 px.
+Haar second opinion (`detectors.verify`, ONet). Measured against TensorFlow functions on the same idle
+2-core machine with the same faces found (`python -m detectors.region_bench CLIP --detector mtcnn`, CPU ms
+per frame): liveportrait with refining between full scans 15.8 -> 11.0, full scans only 56.0 -> 50.6;
+hamilton 35.4 -> 23.7 and 53.0 -> 43.5. Boxes agree to 1e-5 px.
 
 A network's heads (box offsets, landmarks, face probability) come out of one TFLite output, side by side,
 so the single-output runner of the attribute models serves here too; `StageNetwork` splits them again for
