@@ -145,11 +145,14 @@ def test_only_full_scans_ask_onet_for_a_second_opinion(head, monkeypatch) -> Non
 
     monkeypatch.setattr(detector, "_verifier", SimpleNamespace(keep_faces=counted))
     search = RegionSearch(RegionSettings(full_every=5))
+    # Whether two region searches beat one full scan is decided on measured wall-clock time, which a busy
+    # machine can tip either way; this test is about who asks ONet, so the regions always win here.
+    monkeypatch.setattr(search, "_regions_cheaper", lambda count: True)
     frame = scene(head, [(40, 40), (420, 240)])
     found = [len(search.detect(detector, frame, i / 30)) for i in range(10)]
     assert found == [2] * 10
     assert (search.full_scans, search.region_scans) == (2, 8)
-    assert len(calls) == 2
+    assert len(calls) == search.full_scans
 
 
 def test_a_pause_forces_a_full_scan(haar, head) -> None:
