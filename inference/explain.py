@@ -35,10 +35,12 @@ class Explanation:
 
 
 def occlusion_map(
-    predict: Callable[[np.ndarray], np.ndarray], face: np.ndarray, class_index: int, steps: int = STEPS
-) -> np.ndarray:
-    """How far class `class_index`'s probability falls when each part of `face` (size x size x channels,
-    the model's input) is hidden, averaged over the patches covering each pixel; 0 where hiding never hurt."""
+    predict: Callable[[np.ndarray], np.ndarray], face: np.ndarray, class_index: int | None = None, steps: int = STEPS
+) -> tuple[np.ndarray, np.ndarray]:
+    """(the whole face's probabilities, the map): how far class `class_index`'s probability (default: the
+    class the model chose) falls when each part of `face` (size x size x channels, the model's input) is
+    hidden, averaged over the patches covering each pixel; 0 where hiding never hurt. The whole face rides in
+    the same batch as its occluded copies, so explaining a face costs one `predict` call per model."""
     size = face.shape[0]
     side = max(1, round(size * PATCH_FRACTION))
     starts = np.linspace(0, size - side, steps).round().astype(int)
@@ -47,14 +49,16 @@ def occlusion_map(
     copies = np.repeat(face[None], len(positions) + 1, axis=0)  # the last copy stays whole
     for k, (y, x) in enumerate(positions):
         copies[k, y : y + side, x : x + side] = fill
-    probabilities = np.asarray(predict(copies))[:, class_index]
-    falls = np.maximum(probabilities[-1] - probabilities[:-1], 0.0)
+    probabilities = np.asarray(predict(copies))
+    whole = probabilities[-1]
+    chosen = probabilities[:, int(np.argmax(whole)) if class_index is None else class_index]
+    falls = np.maximum(chosen[-1] - chosen[:-1], 0.0)
     total = np.zeros((size, size), np.float64)
     count = np.zeros((size, size), np.float64)
     for fall, (y, x) in zip(falls, positions, strict=True):
         total[y : y + side, x : x + side] += fall
         count[y : y + side, x : x + side] += 1
-    return (total / np.maximum(count, 1)).astype(np.float32)
+    return whole, (total / np.maximum(count, 1)).astype(np.float32)
 
 
 def explain_face(models: Mapping[str, object], frame: np.ndarray, box: FaceBox) -> list[Explanation]:
@@ -64,9 +68,8 @@ def explain_face(models: Mapping[str, object], frame: np.ndarray, box: FaceBox) 
     for attribute in (a for a in ATTRIBUTES if a in models):
         model = models[attribute]
         face = prepare_faces([crop_face(frame, box, model.spec.margin)], model.spec)[0]
-        probabilities = np.asarray(model.predict(face[None]))[0]
+        probabilities, heat = occlusion_map(model.predict, face)
         chosen = int(np.argmax(probabilities))
-        heat = occlusion_map(model.predict, face, chosen)
         explanations.append(Explanation(attribute, model.classes[chosen], float(probabilities[chosen]), heat))
     return explanations
 

@@ -17,7 +17,10 @@ class TopLeftModel:
     classes = ("dark", "bright")
     spec = InputSpec(size=32, color="grey", margin=0.0)
 
+    calls = 0
+
     def predict(self, batch: np.ndarray) -> np.ndarray:
+        self.calls += 1
         corner = batch[:, :16, :16, 0].mean(axis=(1, 2))
         bright = 1.0 / (1.0 + np.exp(-(corner - 128.0) / 10.0))
         return np.stack([1.0 - bright, bright], axis=1)
@@ -30,8 +33,8 @@ def face_with_bright_corner() -> np.ndarray:
 
 
 def test_occlusion_map_lights_up_only_where_the_decision_rests() -> None:
-    heat = occlusion_map(TopLeftModel().predict, face_with_bright_corner(), class_index=1)
-    assert heat.shape == (32, 32)
+    whole, heat = occlusion_map(TopLeftModel().predict, face_with_bright_corner(), class_index=1)
+    assert heat.shape == (32, 32) and whole[1] > 0.95
     assert heat[:8, :8].min() > 0.03  # hiding the corner makes 'bright' much less likely
     assert heat[24:, :].max() == 0.0 and heat[:, 24:].max() == 0.0  # no patch there touches the corner
 
@@ -45,5 +48,6 @@ def test_explain_face_reports_the_chosen_label_and_a_panel_row_per_face() -> Non
     assert (explanation.attribute, explanation.label) == ("emotion", "bright")
     assert explanation.probability > 0.95 and explanation.heat.shape == (32, 32)
     assert explanation.heat[:8, :8].mean() > explanation.heat[24:, 24:].mean()
+    assert models["emotion"].calls == 1  # the whole face rides in the batch of its occluded copies
     panel = explanation_panel(frame, [box, box], [[explanation], [explanation]])
     assert panel.shape[1] == 2 * TILE and panel.shape[0] == 2 * (TILE + 40) and panel.dtype == np.uint8

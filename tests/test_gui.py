@@ -246,11 +246,35 @@ def test_snapshot_saves_the_annotated_frame(qtbot, make_window, tmp_path):
     wait_streaming(qtbot, window)
     window.snapshot_action.trigger()
     window.snapshot_action.trigger()
+    assert window.png_writer.wait()  # written off the GUI thread
+    qtbot.waitUntil(lambda: "Snapshot saved" in window.statusBar().currentMessage(), timeout=5_000)
     shots = sorted((tmp_path / "recordings").glob("*.png"))
     assert len(shots) == 2  # never overwrites
     image = cv2.imread(str(shots[0]))
     assert image.shape == (480, 640, 3)
     assert not np.array_equal(image, window.display._last[0].image)  # the overlay is in it
+
+
+def test_a_snapshot_that_cannot_be_written_is_one_error_line_and_leaves_no_empty_file(
+    qtbot, make_window, tmp_path, monkeypatch
+):
+    window = make_window()
+    wait_streaming(qtbot, window)
+    errors = []
+    monkeypatch.setattr(window, "show_error", errors.append)
+    window.png_writer.failed.disconnect()
+    window.png_writer.failed.connect(window.show_error)
+
+    def disk_full(self, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", disk_full)
+    path = window.snapshot()
+    assert path is not None and window.png_writer.wait()
+    qtbot.waitUntil(lambda: bool(errors), timeout=5_000)
+    assert errors == [f"cannot write {path}: No space left on device"]
+    assert not path.exists()  # the reserved name is given back, no 0-byte PNG
+    assert window.isVisible() and window.snapshot_action.isEnabled()
 
 
 def test_explain_saves_an_occlusion_map_per_model_for_the_faces_on_screen(qtbot, make_window, tmp_path, monkeypatch):

@@ -502,3 +502,47 @@ def test_a_resumed_run_sees_the_batches_an_uninterrupted_run_would():
         np.testing.assert_array_equal(resumed[index][0], uninterrupted[index][0])
         np.testing.assert_array_equal(resumed[index][1], uninterrupted[index][1])
     assert not np.array_equal(resumed[0][0], epoch0[0])  # epoch 2 is not a replay of epoch 0
+
+
+def test_cutmix_mixes_every_head_and_weight_by_the_area_actually_pasted():
+    """Faces 0-3 are black and class 0, faces 4-7 white and class 1: after CutMix a face's share of white
+    pixels must equal its class-1 target in every head, and its weight must mix the same way."""
+    from training.augment import cutmix_batch
+
+    faces = np.zeros((8, 32, 32, 3), np.float32)
+    faces[4:] = 255.0
+    classes = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    targets = {"probs": np.eye(2, dtype=np.float32)[classes], "aux_race": np.eye(5, dtype=np.float32)[classes]}
+    weights = np.where(classes == 1, 3.0, 1.0).astype(np.float32)
+    before = {name: y.copy() for name, y in targets.items()}
+
+    x, y, w = cutmix_batch(faces, targets, weights, np.random.default_rng(5), probability=1.0)
+
+    white = x[..., 0].mean(axis=(1, 2)) / 255.0
+    np.testing.assert_allclose(y["probs"][:, 1], white, atol=1e-6)
+    np.testing.assert_allclose(y["aux_race"][:, 1], white, atol=1e-6)
+    np.testing.assert_allclose(y["probs"].sum(axis=1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(w, 1.0 + 2.0 * white, atol=1e-5)
+    assert 0.0 < white[:4].max() and white[4:].min() < 1.0  # some faces of each class really were mixed
+    for name in targets:  # the caller's arrays are untouched
+        np.testing.assert_array_equal(targets[name], before[name])
+    assert faces[:4].max() == 0.0
+
+
+def test_cutmix_off_leaves_the_batch_as_it_was_and_on_makes_soft_targets():
+    from training.augment import cutmix_batch
+    from training.dataset import FaceBatches
+
+    faces = np.random.default_rng(0).integers(0, 256, (6, 16, 16, 1)).astype(np.float32)
+    labels = {"probs": np.eye(2, dtype=np.float32)[np.arange(6) % 2]}
+    x, y, w = cutmix_batch(faces, labels, None, np.random.default_rng(0), probability=0.0)
+    assert x is faces and y is labels and w is None
+
+    from training.augment import AugmentConfig
+
+    plain = FaceBatches(faces.astype(np.uint8), labels["probs"], batch_size=6, augment=AugmentConfig(), seed=1)
+    mixed = FaceBatches(
+        faces.astype(np.uint8), labels["probs"], batch_size=6, augment=AugmentConfig(), seed=1, cutmix=1.0
+    )
+    assert set(np.unique(plain[0][1])) <= {0.0, 1.0}
+    assert not set(np.unique(mixed[0][1])) <= {0.0, 1.0}  # mixed targets are soft

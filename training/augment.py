@@ -46,6 +46,43 @@ def augment_batch(images: np.ndarray, rng: np.random.Generator, config: AugmentC
     return np.clip(out, 0.0, 255.0, out=out).astype(np.float32, copy=False)  # float64 gains promoted it
 
 
+def cutmix_batch(
+    faces: np.ndarray,
+    targets: dict[str, np.ndarray],
+    weights: np.ndarray | None,
+    rng: np.random.Generator,
+    probability: float,
+) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray | None]:
+    """CutMix (Yun et al., ICCV 2019): each face, with `probability`, gets a random rectangle pasted in from
+    another face of the batch, and its targets (every head) and loss weight become the area-weighted mix of
+    the two faces'.
+
+    Why: the from-scratch UTKFace networks fit their ~19,000 training faces (the XL gender network reached
+    97.7% training accuracy at 93.5% validation); a face partly covered by another person's forces the
+    network to read every region instead of memorising whole faces, and costs nothing at run time.
+    Returns new arrays; the inputs are not changed."""
+    n, height, width = faces.shape[:3]
+    mixed = rng.random(n) < probability
+    if n < 2 or not mixed.any():
+        return faces, targets, weights
+    partner = rng.permutation(n)
+    share = rng.uniform(0.0, 1.0, n)  # lambda ~ Beta(1, 1): the share of the face kept
+    cut_h = np.round(height * np.sqrt(1.0 - share)).astype(int)
+    cut_w = np.round(width * np.sqrt(1.0 - share)).astype(int)
+    cy, cx = rng.integers(0, height, n), rng.integers(0, width, n)
+    out = faces.copy()
+    kept = np.ones(n, dtype=np.float32)
+    for i in np.flatnonzero(mixed):
+        y0, y1 = max(cy[i] - cut_h[i] // 2, 0), min(cy[i] + (cut_h[i] + 1) // 2, height)
+        x0, x1 = max(cx[i] - cut_w[i] // 2, 0), min(cx[i] + (cut_w[i] + 1) // 2, width)
+        out[i, y0:y1, x0:x1] = faces[partner[i], y0:y1, x0:x1]
+        kept[i] = 1.0 - (y1 - y0) * (x1 - x0) / float(height * width)  # the area actually pasted, after clipping
+    keep = kept[:, None]
+    mixed_targets = {name: keep * y + (1.0 - keep) * y[partner] for name, y in targets.items()}
+    mixed_weights = None if weights is None else kept * weights + (1.0 - kept) * weights[partner]
+    return out, mixed_targets, mixed_weights
+
+
 def balanced_weights(keys: np.ndarray, power: float = 0.5) -> np.ndarray:
     """Per-sample loss weights ∝ (1 / frequency of the sample's key) ** power, mean 1.
 

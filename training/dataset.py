@@ -13,7 +13,7 @@ import math
 import keras
 import numpy as np
 
-from training.augment import AugmentConfig, augment_batch
+from training.augment import AugmentConfig, augment_batch, cutmix_batch
 
 
 class FaceBatches(keras.utils.PyDataset):
@@ -29,6 +29,7 @@ class FaceBatches(keras.utils.PyDataset):
         augment: AugmentConfig | None = None,
         seed: int = 0,
         first_epoch: int = 0,
+        cutmix: float = 0.0,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -41,7 +42,7 @@ class FaceBatches(keras.utils.PyDataset):
         self.targets = {name: values.astype(np.float32) for name, values in named.items()}
         self.weights = None if weights is None else weights.astype(np.float32)
         self.batch_size, self.augment = batch_size, augment
-        self.seed = seed
+        self.seed, self.cutmix = seed, cutmix
         self.order = np.arange(len(images))
         self.begin_epoch(first_epoch)
 
@@ -57,13 +58,17 @@ class FaceBatches(keras.utils.PyDataset):
     def __getitem__(self, index: int):
         idx = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         faces = self.images[idx]
+        y = {name: values[idx] for name, values in self.targets.items()}
+        w = None if self.weights is None else self.weights[idx]
         if self.augment is None:
             x = faces.astype(np.float32)
         else:
-            x = augment_batch(faces, np.random.default_rng((self.seed, self.epoch, index)), self.augment)
-        y = {name: values[idx] for name, values in self.targets.items()}
+            rng = np.random.default_rng((self.seed, self.epoch, index))
+            x = augment_batch(faces, rng, self.augment)
+            if self.cutmix > 0:
+                x, y, w = cutmix_batch(x, y, w, rng, self.cutmix)
         y = y["targets"] if self.single_output else y
-        return (x, y) if self.weights is None else (x, y, self.weights[idx])
+        return (x, y) if w is None else (x, y, w)
 
     def on_epoch_end(self) -> None:
         self.begin_epoch(self.epoch + 1)

@@ -32,6 +32,7 @@ RUN_SETTINGS = (
     "init_from",
     "split_file",
     "average_from",
+    "cutmix",
 )
 PATH_SETTINGS = ("data", "init_from", "split_file")
 

@@ -81,6 +81,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="from this epoch on, also keep the mean of each epoch's weights (with a constant learning rate and "
         "no early stopping); the export is that mean when it beats the best epoch on validation",
     )
+    parser.add_argument(
+        "--cutmix",
+        type=float,
+        default=0.0,
+        help="share of training faces that get a patch of another face pasted in, their targets mixed by area "
+        "(CutMix; 0 = off)",
+    )
     tokens = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(tokens)
     args.command, args.given = command_line(tokens), given_options(tokens)
@@ -92,6 +99,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--average-from must be an epoch number (1 or more), got {args.average_from}")
     if not 0.0 <= args.teacher_weight <= 1.0:
         parser.error(f"--teacher-weight must be within 0..1, got {args.teacher_weight}")
+    if not 0.0 <= args.cutmix <= 1.0:
+        parser.error(f"--cutmix must be within 0..1, got {args.cutmix}")
     return args
 
 
@@ -460,7 +469,14 @@ def run(args: argparse.Namespace) -> int:
     from training.augment import AugmentConfig
 
     batches = FaceBatches(
-        train.images, train_targets, weights, args.batch_size, AugmentConfig(), args.seed, state.data["epoch"]
+        train.images,
+        train_targets,
+        weights,
+        args.batch_size,
+        AugmentConfig(),
+        args.seed,
+        state.data["epoch"],
+        cutmix=args.cutmix or 0.0,
     )
     val_data = (val.images.astype(np.float32), val_targets)
     started = time.time()

@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence, QPixmap
@@ -35,7 +34,7 @@ from PySide6.QtWidgets import (
 from app.capture import CaptureThread, LatestFrameSlot
 from app.gui.settings import APPLICATION, ORGANIZATION, GuiSettings, open_settings
 from app.gui.video_view import NoticeBar, VideoView
-from app.gui.workers import AnalysisWorker, DisplayWorker, ExplainJob, Feed, PausableSource, to_qimage
+from app.gui.workers import AnalysisWorker, DisplayWorker, ExplainJob, Feed, PausableSource, PngWriter, to_qimage
 from app.recorder import Recorder, unique_path
 from app.sources import list_cameras, open_source
 from detectors.base import available_detectors
@@ -100,6 +99,7 @@ class MainWindow(QMainWindow):
         self.analysis = AnalysisWorker(self.feed, detector_name, models=models, weights_dir=weights_dir)
         self.display = DisplayWorker(self.feed, self.analysis, self.renderer)
         self.explainer = ExplainJob()
+        self.png_writer = PngWriter()
         self.explain_view: QDialog | None = None  # created by the first explanation
         self.view = VideoView(self)
         self.notice = NoticeBar(self)
@@ -226,6 +226,8 @@ class MainWindow(QMainWindow):
         self.notice.open_requested.connect(self.open_file)
         self.explainer.finished.connect(self._on_explained)
         self.explainer.failed.connect(self.show_error)
+        self.png_writer.saved.connect(self._on_png_saved)
+        self.png_writer.failed.connect(self.show_error)
 
     # --- sources -----------------------------------------------------------------------------------------
     def _start_initial_source(self, explicit: str | None) -> None:
@@ -471,7 +473,8 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def snapshot(self) -> Path | None:
-        """Save the frame on screen, overlay included, as a PNG in the recording folder."""
+        """Save the frame on screen, overlay included, as a PNG in the recording folder (written on a thread
+        of its own: the path is reserved now, the file is complete when the status bar says so)."""
         image = self.display.last_annotated()
         if image is None:
             self.statusBar().showMessage("No frame to save yet", 3000)
@@ -511,21 +514,19 @@ class MainWindow(QMainWindow):
         self.explain_view.show()
         self.explain_view.raise_()
 
+    @Slot(str, object)
+    def _on_png_saved(self, what: str, path: Path) -> None:
+        self.statusBar().showMessage(f"{what} saved: {path}", 5000)
+
     def _save_png(self, image: np.ndarray, what: str) -> Path | None:
-        """Write `image` as a new PNG in the recording folder and say where; an error is one dialog line."""
+        """Reserve a new PNG name in the recording folder and write `image` there off the GUI thread; an
+        error (no folder, full disk) is one dialog line, now or when the writer fails."""
         try:
             path = self._output_path(".png")
-            ok, data = cv2.imencode(".png", image)
-            if not ok:
-                raise OutputError(f"cannot encode the {what.lower()} as PNG for {path}")
-            try:
-                path.write_bytes(data.tobytes())
-            except OSError as exc:
-                raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
         except FaceLensError as exc:
             self.show_error(str(exc))
             return None
-        self.statusBar().showMessage(f"{what} saved: {path}", 5000)
+        self.png_writer.save(image, path, what)
         return path
 
     @Slot()
@@ -590,6 +591,8 @@ class MainWindow(QMainWindow):
         self._stop_capture()
         self.display.stop()
         self.analysis.stop()
+        if not self.png_writer.wait():
+            log.warning("a PNG was still being written when the window closed")
         super().closeEvent(event)
 
 

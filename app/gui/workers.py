@@ -33,7 +33,7 @@ from app.capture import Frame, LatestFrameSlot
 from app.recorder import Recorder
 from detectors.base import FaceDetector, available_detectors, create_detector
 from inference.analyzer import FrameAnalyzer
-from inference.errors import FaceLensError
+from inference.errors import FaceLensError, OutputError
 from inference.render import Renderer
 from inference.tracking import FaceTracker
 from inference.types import Face, FrameResult
@@ -508,6 +508,65 @@ class DisplayWorker(QObject, ThreadOwner):
                 recorder.write(annotated, result, frame.index, frame.timestamp)
             except FaceLensError as exc:
                 self.record_error = str(exc)
+
+
+def write_png(image: np.ndarray, path: Path, what: str) -> None:
+    """Encode `image` and write it to `path` (a name `unique_path` reserved); on failure the reserved, empty
+    file is removed, so a full disk leaves no broken PNG behind, and the error is one line."""
+    try:
+        ok, data = cv2.imencode(".png", image)
+        if not ok:
+            raise OutputError(f"cannot encode the {what.lower()} as PNG for {path}")
+        try:
+            path.write_bytes(data.tobytes())
+        except OSError as exc:
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except OutputError:
+        path.unlink(missing_ok=True)
+        raise
+
+
+class PngWriter(QObject):
+    """Writes snapshots and explanation panels on short-lived threads. Why: encoding a PNG is slow work for
+    the GUI thread: 13 ms for a 640x480 frame and 87 ms for a 1080p one here (`cv2.imencode` while a
+    training run shared the CPU), up to three frames of a 30 fps stream. `saved` carries (what, path);
+    `failed` one line."""
+
+    saved = Signal(str, object)
+    failed = Signal(str)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pending: set[threading.Thread] = set()
+        self._lock = threading.Lock()
+
+    def save(self, image: np.ndarray, path: Path, what: str) -> None:
+        """Start writing; the caller must not change `image` afterwards (frames and panels never are)."""
+        thread = threading.Thread(target=self._run, args=(image, path, what), name="facelens-png", daemon=True)
+        with self._lock:
+            self._pending.add(thread)
+        thread.start()
+
+    def wait(self, timeout: float = JOIN_S) -> bool:
+        """Let the writes in flight finish (on close, so quitting right after a snapshot keeps it whole);
+        False if one is still running after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            pending = list(self._pending)
+        for thread in pending:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in pending)
+
+    def _run(self, image: np.ndarray, path: Path, what: str) -> None:
+        try:
+            write_png(image, path, what)
+        except FaceLensError as exc:
+            self.failed.emit(str(exc))
+        else:
+            self.saved.emit(what, path)
+        finally:
+            with self._lock:
+                self._pending.discard(threading.current_thread())
 
 
 class ExplainJob(QObject):
