@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -275,6 +276,18 @@ def test_a_snapshot_that_cannot_be_written_is_one_error_line_and_leaves_no_empty
     assert errors == [f"cannot write {path}: No space left on device"]
     assert not path.exists()  # the reserved name is given back, no 0-byte PNG
     assert window.isVisible() and window.snapshot_action.isEnabled()
+
+
+def test_closing_right_after_a_snapshot_keeps_the_png_whole(qtbot, make_window, monkeypatch):
+    from app.gui import workers
+
+    window = make_window()
+    wait_streaming(qtbot, window, attributes=False)
+    slow_write = workers.write_png
+    monkeypatch.setattr(workers, "write_png", lambda *args: time.sleep(0.5) or slow_write(*args))
+    path = window.snapshot()
+    window.close()  # while the writer still sleeps
+    assert cv2.imread(str(path)).shape == (480, 640, 3)
 
 
 def test_explain_saves_an_occlusion_map_per_model_for_the_faces_on_screen(qtbot, make_window, tmp_path, monkeypatch):
