@@ -17,7 +17,7 @@ def small_model(seed: int, shape=(48, 48, 1), classes: int = 7, name: str = "net
     x = keras.layers.Rescaling(1 / 255.0)(inputs)
     x = keras.layers.Conv2D(4, 3, strides=4, activation="relu")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, keras.layers.Dense(classes, activation="softmax")(x), name=name)
+    return keras.Model(inputs, keras.layers.Dense(classes, activation="softmax", name="probs")(x), name=name)
 
 
 @pytest.fixture
@@ -69,6 +69,33 @@ def test_members_with_different_inputs_are_refused_in_one_line(tmp_path, capsys)
     assert ensemble.main([*argv, "--out", str(tmp_path / "out")]) == 2
     assert "different inputs" in capsys.readouterr().err
     assert ensemble.main(["emotion", "--member", str(tmp_path / "grey.keras"), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_a_multi_task_checkpoint_joins_through_its_head_for_the_task(tmp_path, fer_csv, capsys):
+    """A run's best.keras or average.keras keeps its auxiliary heads; as a member it must count with the head
+    for the ensemble's task only, and a checkpoint without that head is one line, not a traceback."""
+    import keras
+
+    from training import ensemble
+    from training.auxiliary import with_heads
+
+    multi = with_heads(small_model(1), "emotion", ("gender", "race"))
+    plain = small_model(2)
+    multi.save(tmp_path / "average.keras")
+    plain.save(tmp_path / "plain.keras")
+    argv = ["emotion", "--member", str(tmp_path / "average.keras"), "--member", str(tmp_path / "plain.keras")]
+    assert ensemble.main([*argv, "--out", str(tmp_path / "out"), "--data", str(fer_csv)]) == 0
+    model = keras.saving.load_model(tmp_path / "out" / "emotion.keras", safe_mode=True)
+    faces = np.random.default_rng(3).integers(0, 256, (4, 48, 48, 1)).astype(np.float32)
+    expected = (multi(faces)["probs"].numpy() + plain(faces).numpy()) / 2
+    np.testing.assert_allclose(model(faces).numpy(), expected, rtol=1e-5, atol=1e-6)
+
+    race_run = with_heads(small_model(3, classes=5), "race", ("gender",))
+    race_run.save(tmp_path / "race_best.keras")
+    argv = ["emotion", "--member", str(tmp_path / "race_best.keras"), "--member", str(tmp_path / "plain.keras")]
+    assert ensemble.main([*argv, "--out", str(tmp_path / "out2"), "--data", str(fer_csv)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no emotion head" in err[0]
 
 
 def test_mirror_averaging_is_one_model_equal_to_flip_tta(tmp_path, fer_csv):

@@ -31,6 +31,7 @@ from typing import Any
 
 from inference.cards import DEFAULT_CLASSES, TASKS, ModelCard, card_path
 from inference.errors import FaceLensError, WeightsError
+from training.auxiliary import with_heads
 from training.tasks import TASK_CONFIGS
 
 
@@ -186,7 +187,7 @@ def build_ensemble(members: list, name: str = "ensemble", mirror: bool = False):
         raise WeightsError(f"ensemble members take different inputs: {sorted(shapes)}")
     outputs = {m.output_shape[-1] for m in members}
     if len(outputs) != 1:
-        raise WeightsError(f"ensemble members predict different numbers of classes: {sorted(outputs)}")
+        raise WeightsError(f"ensemble members predict different numbers of classes: {sorted(outputs, key=str)}")
     shape = max(shapes)
     inputs = keras.Input(shape, name="face")
     views = [inputs, mirror_image(inputs, shape[1])] if mirror else [inputs]
@@ -236,7 +237,9 @@ def run(
         path, index = split_selection(member)
         if not path.is_file():
             raise WeightsError(f"model weights not found: {path}")
-        networks = expand_member(path, keras.saving.load_model(path, compile=False, safe_mode=True), task)
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+        # A multi-task run's checkpoint (best.keras, average.keras) joins through its head for this task.
+        networks = expand_member(path, with_heads(model, task, ()), task)
         expanded += select_networks(networks, index, member)
     labels, members, records = (list(column) for column in zip(*expanded, strict=True))
     for index, model in enumerate(members):
