@@ -301,3 +301,32 @@ def test_weight_averaging_scores_the_mean_resumes_it_and_records_it_in_the_card(
     assert main([*common[:-2], "--epochs", "4", "--resume"]) == 0  # the run keeps averaging, from its own epoch
     resumed = json.loads((run_dir / "state.json").read_text())["average"]
     assert (resumed["first_epoch"], resumed["last_epoch"], resumed["epochs"]) == (2, 4, 3)
+
+
+def test_export_average_exports_the_mean_whatever_the_single_epochs_scored(tmp_path, capsys):
+    """For an ensemble member the mean may be the better choice even when one epoch scored higher alone:
+    `--resume --export-average` exports it and says so in the card; without averaging it is exit 2."""
+    import keras
+
+    from training.train import main
+
+    common, run_dir, weights = tiny_gender_run(tmp_path, "--average-from", "1")
+    assert main([*common, "--epochs", "2"]) == 0
+    state = json.loads((run_dir / "state.json").read_text())
+    state["best"] = 1.0  # a single epoch that no mean can beat
+    (run_dir / "state.json").write_text(json.dumps(state))
+    assert main([*common[:-2], "--epochs", "2", "--resume"]) == 0
+    assert load_card("gender", weights).details["training"]["weight_average"]["exported"] is False
+    assert main([*common[:-2], "--epochs", "2", "--resume", "--export-average"]) == 0
+    card = load_card("gender", weights).details["training"]
+    assert card["weight_average"]["exported"] is True
+    exported = keras.saving.load_model(weights / "gender.keras", safe_mode=True, compile=False)
+    average = keras.saving.load_model(run_dir / "average.keras", safe_mode=True, compile=False)
+    np.testing.assert_array_equal(
+        exported.get_layer("probs").get_weights()[0], average.get_layer("probs").get_weights()[0]
+    )
+
+    plain, _, _ = tiny_gender_run(tmp_path / "plain")
+    capsys.readouterr()
+    assert main([*plain, "--epochs", "1", "--export-average"]) == 2
+    assert "--export-average needs a run that averages" in capsys.readouterr().err

@@ -82,6 +82,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "no early stopping); the export is that mean when it beats the best epoch on validation",
     )
     parser.add_argument(
+        "--export-average",
+        action="store_true",
+        help="export the weight average even when a single epoch scored higher alone (for an ensemble member: "
+        "choose between the two by the ensemble's validation score)",
+    )
+    parser.add_argument(
         "--cutmix",
         type=float,
         default=0.0,
@@ -301,7 +307,8 @@ def average_record(state: RunState, args: argparse.Namespace) -> dict | None:
 def exported_average(state: RunState, args: argparse.Namespace) -> dict | None:
     """The run's weight-average record when the average, not the best epoch, is what gets exported."""
     average = average_record(state, args)
-    return average if average and average["val_accuracy"] > state.data["best"] else None
+    wanted = getattr(args, "export_average", False) or (average and average["val_accuracy"] > state.data["best"])
+    return average if average and wanted else None
 
 
 def export_model(run_dir: Path, weights_dir: Path, task: str, spec, state: RunState, args) -> Path:
@@ -426,6 +433,8 @@ def run(args: argparse.Namespace) -> int:
         if args.resume:
             print("nothing to resume; starting a new run", file=sys.stderr)
         state.data["settings"] = settings_of(args)
+    if args.export_average and not args.average_from:
+        raise DatasetError("--export-average needs a run that averages its weights (--average-from N)")
     state.record_command(args.command)
     spec = replace(config.spec, size=args.size) if args.size else config.spec
     weights_dir = args.export or run_dir / "export"  # never over the shipped models unless asked to
