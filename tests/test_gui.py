@@ -312,6 +312,7 @@ def test_explain_saves_an_occlusion_map_per_model_for_the_faces_on_screen(qtbot,
     window.set_view("race", False)
     assert window.explain_faces()
     qtbot.waitUntil(lambda: len(list((tmp_path / "recordings").glob("*.png"))) == 2, timeout=STREAM_TIMEOUT_MS)
+    assert window.png_writer.wait()  # the name is reserved before the PNG is written
     newest = max((tmp_path / "recordings").glob("*.png"), key=lambda path: path.stat().st_mtime_ns)
     assert cv2.imread(str(newest)).shape[1] == 3 * TILE  # a switched-off model is not explained
 
