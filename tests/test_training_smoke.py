@@ -115,6 +115,23 @@ def test_utkface_training_writes_its_split_beside_the_weights_in_the_run_by_defa
     assert load_card("gender", weights).classes == DEFAULT_CLASSES["gender"]
 
 
+def test_a_bfloat16_run_resumes_in_bfloat16_and_exports_a_float32_model(tmp_path):
+    import keras
+
+    from training.train import main
+
+    argv, run_dir, weights = tiny_gender_run(tmp_path, "--precision", "bfloat16", "--aux", "race")
+    assert main([*argv, "--epochs", "1"]) == 0
+    checkpoint = keras.saving.load_model(run_dir / "last.keras", compile=False)
+    assert checkpoint.get_layer("probs").dtype_policy.name == "float32"
+    assert "mixed_bfloat16" in {layer.dtype_policy.name for layer in checkpoint.layers}
+    assert main([*argv, "--epochs", "2", "--resume", "--precision", "float32"]) == 0
+    assert json.loads((run_dir / "state.json").read_text())["settings"]["precision"] == "bfloat16"
+    exported = keras.saving.load_model(weights / "gender.keras", compile=False, safe_mode=True)
+    assert {layer.dtype_policy.name for layer in exported.layers} == {"float32"}
+    assert load_card("gender", weights).details["training"]["precision"] == "bfloat16"
+
+
 def test_missing_training_data_is_exit_2_with_one_line(tmp_path, capsys):
     from training.train import main
 

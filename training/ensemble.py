@@ -32,6 +32,7 @@ from typing import Any
 from inference.cards import DEFAULT_CLASSES, TASKS, ModelCard, card_path
 from inference.errors import FaceLensError, WeightsError
 from training.auxiliary import with_heads
+from training.precision import as_precision
 from training.tasks import TASK_CONFIGS
 
 
@@ -237,7 +238,7 @@ def run(
         path, index = split_selection(member)
         if not path.is_file():
             raise WeightsError(f"model weights not found: {path}")
-        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+        model = as_precision(keras.saving.load_model(path, compile=False, safe_mode=True), "float32")
         # A multi-task run's checkpoint (best.keras, average.keras) joins through its head for this task.
         networks = expand_member(path, with_heads(model, task, ()), task)
         expanded += select_networks(networks, index, member)

@@ -33,6 +33,7 @@ RUN_SETTINGS = (
     "split_file",
     "average_from",
     "cutmix",
+    "precision",
 )
 PATH_SETTINGS = ("data", "init_from", "split_file")
 

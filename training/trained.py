@@ -21,6 +21,7 @@ def load_trained(
 
     from training.auxiliary import MAIN_OUTPUT, with_heads
     from training.ensemble import base_name, networks_of, select_networks, split_selection
+    from training.precision import as_precision
 
     file, index = split_selection(Path(path))
     if not file.is_file():
@@ -35,6 +36,7 @@ def load_trained(
         except WeightsError as exc:
             raise WeightsError(f"{option} {exc}") from exc
         model.name = base_name(model.name)  # the network's own name, not its place in the ensemble
+    model = as_precision(model, "float32")  # a network trained in bfloat16 serves here as plain float32
     if isinstance(model.output, dict):
         try:
             model = with_heads(model, task, aux)
@@ -58,16 +60,16 @@ def at_input_size(model, input_shape: tuple[int, ...], option: str, path: Path):
     the input size, so a model trained at 64 px can be fine-tuned at 96 px in a fraction of the epochs a
     new run would need. A net whose weights do depend on it (Flatten + Dense) cannot, and says so.
     """
-    config = model.get_config()
-    for layer in config["layers"]:
+    from training.precision import rebuilt
+
+    def set_input_shape(layer: dict) -> None:
         if layer["class_name"] == "InputLayer":
             layer["config"]["batch_shape"] = [None, *input_shape]
+
     try:
-        resized = model.__class__.from_config(config)
-        resized.set_weights(model.get_weights())
+        return rebuilt(model, set_input_shape)
     except Exception as exc:  # noqa: BLE001 - any failure means the weights depend on the input size
         raise WeightsError(
             f"{option} {path}: takes {model.input_shape[1:]}, and its weights cannot serve {tuple(input_shape)} "
             f"({type(exc).__name__})"
         ) from exc
-    return resized
