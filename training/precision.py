@@ -1,7 +1,8 @@
 """Training precision: float32, or bfloat16 compute with float32 weights (Keras's `mixed_bfloat16`).
 
-Why: on a CPU with AMX or AVX-512 BF16 (the sixteenth session's Intel Xeon), the wide gender network trains
-about 1.6 times faster in bfloat16 (334 vs 210 images/s, batch 128). The weights themselves stay float32
+Why: on a CPU with AMX or AVX-512 BF16 (the Intel Xeon of the sixteenth and seventeenth sessions), an epoch
+of the wide multi-task gender network took 1.45 times less time in bfloat16 (docs/training/HISTORY.md,
+"Training tools, measured"). The weights themselves stay float32
 under the mixed policy, so a network trained this way is rebuilt as plain float32 (`as_precision`) before it
 is exported, used as a teacher or joined into an ensemble: the shipped files and their int8 conversion never
 depend on how they were trained. The output heads always compute in float32, so softmax and the loss keep
