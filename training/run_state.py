@@ -27,6 +27,7 @@ RUN_SETTINGS = (
     "seed",
     "teacher",
     "teacher_weight",
+    "extra_faces",
     "aux",
     "aux_weight",
     "init_from",
@@ -35,7 +36,7 @@ RUN_SETTINGS = (
     "cutmix",
     "precision",
 )
-PATH_SETTINGS = ("data", "init_from", "split_file")
+PATH_SETTINGS = ("data", "init_from", "split_file", "extra_faces")
 
 
 class RunState:

@@ -20,12 +20,14 @@ UTK_SPLIT_SEED = 1234
 @dataclass
 class SplitData:
     """Prepared faces (n, size, size, c) uint8, integer labels in card order, optional soft targets and
-    per-face group names (for per-group accuracy)."""
+    per-face group names (for per-group accuracy). The last `extra` faces carry no label of their own: their
+    targets and labels are teachers' (`training.extra_faces`)."""
 
     images: np.ndarray
     labels: np.ndarray
     soft_targets: np.ndarray | None = None
     groups: dict[str, list[str]] = field(default_factory=dict)
+    extra: int = 0
 
 
 def prepare_fer_faces(images: np.ndarray, spec: InputSpec) -> np.ndarray:

@@ -72,6 +72,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--teacher-weight", type=float, default=0.5, help="share of the teachers in the targets")
     parser.add_argument(
+        "--extra-faces",
+        type=Path,
+        help="gender/race: also train on FER2013's Training faces (this CSV or folder), labelled by the --teacher "
+        "models' probabilities (self-training; the dataset's own faces keep --teacher-weight)",
+    )
+    parser.add_argument(
         "--aux", help="UTKFace labels to predict alongside the task while training, e.g. race,age (multi-task)"
     )
     parser.add_argument("--aux-weight", type=float, default=0.3, help="loss weight of each auxiliary head")
@@ -115,6 +121,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--teacher-weight must be within 0..1, got {args.teacher_weight}")
     if not 0.0 <= args.cutmix <= 1.0:
         parser.error(f"--cutmix must be within 0..1, got {args.cutmix}")
+    if args.extra_faces and not args.teacher:
+        parser.error("--extra-faces needs --teacher: the teachers label the extra faces")
+    if args.extra_faces and args.task == "emotion":
+        parser.error("--extra-faces adds FER2013 faces to UTKFace tasks; emotion trains on FER2013 already")
+    if args.extra_faces and args.aux:
+        parser.error("--extra-faces cannot go with --aux: the extra faces carry no race, gender or age labels")
     return args
 
 
@@ -175,9 +187,21 @@ def load_training_data(args: argparse.Namespace, spec, weights_dir: Path):
         from training.distill import blend_targets, load_teacher, teacher_probabilities
 
         teachers = [load_teacher(t, spec.shape, n_classes, args.task) for t in args.teacher]
-        train.soft_targets = blend_targets(
-            train.soft_targets, teacher_probabilities(teachers, train.images), args.teacher_weight
-        )
+        extra = np.empty((0, *spec.shape), np.uint8)
+        if args.extra_faces:
+            from training.extra_faces import unlabelled_fer_faces
+
+            extra = unlabelled_fer_faces(args.extra_faces, spec, args.limit, args.seed)
+        labelled = len(train.images)
+        probabilities = teacher_probabilities(teachers, np.concatenate([train.images, extra]))
+        train.soft_targets = blend_targets(train.soft_targets, probabilities[:labelled], args.teacher_weight)
+        if len(extra):
+            from training.extra_faces import with_extra_faces
+
+            train, weights = with_extra_faces(train, weights, extra, probabilities[labelled:])
+            print(
+                f"{args.task}: {len(extra)} extra faces from {args.extra_faces}, labelled by teachers", file=sys.stderr
+            )
     return train, val, weights
 
 
@@ -370,6 +394,13 @@ def export_model(run_dir: Path, weights_dir: Path, task: str, spec, state: RunSt
 
         card.details["training"]["teachers"] = [{"file": str(t), **member_record(Path(t), task)} for t in args.teacher]
         card.details["training"]["teacher_weight"] = args.teacher_weight
+    if args.extra_faces:
+        card.details["training"]["extra_faces"] = {
+            "dataset": "fer2013",
+            "path": str(args.extra_faces),
+            "faces": int(state.data.get("extra_faces", 0)),
+            "labels": "the teachers' mirror-averaged probabilities",
+        }
     if args.aux:
         card.details["training"]["auxiliary_heads"] = list(parse_aux(args.aux, task))
         card.details["training"]["aux_weight"] = args.aux_weight
@@ -452,6 +483,7 @@ def run(args: argparse.Namespace) -> int:
 
     aux = parse_aux(args.aux, args.task)
     train, val, weights = load_training_data(args, spec, weights_dir)
+    state.data["extra_faces"] = train.extra
     n_classes = len(DEFAULT_CLASSES[args.task])
     train_targets, val_targets = train.soft_targets, np.eye(n_classes, dtype=np.float32)[val.labels]
     if aux:
