@@ -44,7 +44,7 @@ def test_extra_faces_are_appended_with_the_teachers_targets_at_weight_one():
     assert len(grown.images) == 5 and grown.extra == 2
     assert np.array_equal(grown.soft_targets[3:], probabilities) and list(grown.labels[3:]) == [0, 1]
     assert list(weights) == [0.5, 0.5, 0.5, 1.0, 1.0]
-    assert grown.groups == {}  # the extra faces have no race or age: no group is better than a wrong one
+    assert grown.groups == {"race": ["White"] * 3}  # the extra faces have no race: none is made up for them
     with pytest.raises(ValueError, match="2 extra faces but 1"):
         with_extra_faces(grown, weights, np.ones((2, 8, 8, 3), np.uint8), probabilities[:1])
 
@@ -54,7 +54,6 @@ def test_extra_faces_are_appended_with_the_teachers_targets_at_weight_one():
     [
         (["gender", "--extra-faces", "fer"], "needs --teacher"),
         (["emotion", "--extra-faces", "fer", "--teacher", "t.keras"], "emotion trains on FER2013 already"),
-        (["gender", "--extra-faces", "fer", "--teacher", "t.keras", "--aux", "race"], "cannot go with --aux"),
     ],
 )
 def test_extra_faces_misuse_is_a_usage_error(options, message, capsys):
@@ -66,7 +65,7 @@ def test_extra_faces_misuse_is_a_usage_error(options, message, capsys):
 
 
 @pytest.mark.slow
-def test_a_student_trains_on_teacher_labelled_fer_faces_and_its_card_says_so(tmp_path):
+def test_a_multi_task_student_trains_on_teacher_labelled_fer_faces_and_its_card_says_so(tmp_path):
     import keras
 
     from training.train import main
@@ -78,10 +77,30 @@ def test_a_student_trains_on_teacher_labelled_fer_faces_and_its_card_says_so(tmp
     pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255.0)(inputs))
     keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(pooled)).save(tmp_path / "teacher.keras")
     argv, run_dir, weights = tiny_gender_run(
-        tmp_path, "--epochs", "1", "--teacher", str(tmp_path / "teacher.keras"), "--teacher-weight", "0"
+        tmp_path,
+        "--epochs",
+        "1",
+        "--teacher",
+        str(tmp_path / "teacher.keras"),
+        "--teacher-weight",
+        "0",
+        "--aux",
+        "race",
     )
     assert main([*argv, "--extra-faces", str(fer)]) == 0
     extra = load_card("gender", weights).details["training"]["extra_faces"]
     assert extra["faces"] == 7 and extra["dataset"] == "fer2013"  # fer_rows(20) holds 7 Training rows
     state = json.loads((run_dir / "state.json").read_text())
     assert state["settings"]["extra_faces"] == str(fer) and state["extra_faces"] == 7  # a resume keeps both
+
+
+def test_auxiliary_heads_learn_nothing_from_the_extra_faces():
+    import keras
+
+    from training.auxiliary import aux_targets
+
+    targets = aux_targets({"race": ["White", "Black"]}, ["race"], unlabelled=2)["aux_race"]
+    assert targets.shape == (4, 5) and targets[:2].sum() == 2 and not targets[2:].any()
+    predicted = np.full((4, 5), 0.2, np.float32)
+    loss = np.asarray(keras.losses.categorical_crossentropy(targets, predicted))
+    assert loss[2:].tolist() == [0.0, 0.0] and loss[0] > 1.5

@@ -38,9 +38,11 @@ def parse_aux(text: str | None, task: str) -> tuple[str, ...]:
     return names
 
 
-def aux_targets(groups: dict[str, list[str]], names: Sequence[str]) -> dict[str, np.ndarray]:
+def aux_targets(groups: dict[str, list[str]], names: Sequence[str], unlabelled: int = 0) -> dict[str, np.ndarray]:
     """One-hot targets per auxiliary head from a split's per-face group names (UTKFace and its packs only:
-    FER2013 carries no such labels, and saying so beats training a head on nothing)."""
+    FER2013 carries no such labels, and saying so beats training a head on nothing), then all-zero rows for
+    `unlabelled` faces after them (`--extra-faces`): cross-entropy against a zero target is zero, so those faces
+    train the main head and leave the auxiliary ones alone."""
     targets = {}
     for name in names:
         if name not in groups:
@@ -49,7 +51,8 @@ def aux_targets(groups: dict[str, list[str]], names: Sequence[str]) -> dict[str,
             )
         index = {label: i for i, label in enumerate(AUX_CLASSES[name])}
         labels = np.array([index[g] for g in groups[name]], dtype=np.int64)
-        targets[f"aux_{name}"] = np.eye(len(index), dtype=np.float32)[labels]
+        onehot = np.eye(len(index), dtype=np.float32)[labels]
+        targets[f"aux_{name}"] = np.concatenate([onehot, np.zeros((unlabelled, len(index)), np.float32)])
     return targets
 
 

@@ -46,13 +46,11 @@ def with_extra_faces(
     train: SplitData, weights: np.ndarray, faces: np.ndarray, probabilities: np.ndarray
 ) -> tuple[SplitData, np.ndarray]:
     """The training split with `faces` appended, each targeting the teachers' `probabilities` at weight 1
-    (the labelled faces' mean weight, since balancing weights have mean 1)."""
+    (the labelled faces' mean weight, since balancing weights have mean 1). Their race and age are unknown, so
+    the split's group names keep covering only the labelled faces (auxiliary heads get zero targets for the
+    rest, `training.auxiliary.aux_targets`)."""
     if len(faces) != len(probabilities):
         raise ValueError(f"{len(faces)} extra faces but {len(probabilities)} teacher probabilities")
-    if train.groups:
-        # Group names (race, age band) are unknown for these faces: per-group balancing and auxiliary heads
-        # cannot use them, so the split keeps no groups rather than wrong ones.
-        train.groups = {}
     train.images = np.concatenate([train.images, faces.astype(train.images.dtype)])
     train.labels = np.concatenate([train.labels, probabilities.argmax(axis=1)])
     train.soft_targets = np.concatenate([train.soft_targets, probabilities.astype(np.float32)])

@@ -21,7 +21,8 @@ UTK_SPLIT_SEED = 1234
 class SplitData:
     """Prepared faces (n, size, size, c) uint8, integer labels in card order, optional soft targets and
     per-face group names (for per-group accuracy). The last `extra` faces carry no label of their own: their
-    targets and labels are teachers' (`training.extra_faces`)."""
+    targets and labels are teachers', and the group names cover only the faces before them
+    (`training.extra_faces`)."""
 
     images: np.ndarray
     labels: np.ndarray

@@ -125,8 +125,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--extra-faces needs --teacher: the teachers label the extra faces")
     if args.extra_faces and args.task == "emotion":
         parser.error("--extra-faces adds FER2013 faces to UTKFace tasks; emotion trains on FER2013 already")
-    if args.extra_faces and args.aux:
-        parser.error("--extra-faces cannot go with --aux: the extra faces carry no race, gender or age labels")
     return args
 
 
@@ -487,7 +485,7 @@ def run(args: argparse.Namespace) -> int:
     n_classes = len(DEFAULT_CLASSES[args.task])
     train_targets, val_targets = train.soft_targets, np.eye(n_classes, dtype=np.float32)[val.labels]
     if aux:
-        train_targets = {MAIN_OUTPUT: train_targets, **aux_targets(train.groups, aux)}
+        train_targets = {MAIN_OUTPUT: train_targets, **aux_targets(train.groups, aux, train.extra)}
         val_targets = {MAIN_OUTPUT: val_targets, **aux_targets(val.groups, aux)}
     prefix = f"{MAIN_OUTPUT}_" if aux else ""
     print(
