@@ -164,6 +164,14 @@ def test_training_time_counts_the_runs_a_member_was_fine_tuned_from():
     assert lineage_seconds(student) == 3000  # a distilled model's cost includes its teachers'
     assert lineage_seconds(student, dict(teacher)) == 3000  # a teacher that is also a member counts once
 
+    # A student of a shipped ensemble, fine-tuned from one of its networks and ensembled with the other:
+    # the ensemble teacher counts as its two runs, not as their total on top of them.
+    plain, wide = {"command": "train plain", "train_seconds": 2000}, {"command": "train wide", "train_seconds": 5000}
+    shipped = {"command": "ensemble", "train_seconds": 7000, "members": [plain, wide]}
+    tuned = {"command": "train --init-from #0", "train_seconds": 500, "init_from": dict(plain), "teachers": [shipped]}
+    assert lineage_seconds(shipped) == 7000
+    assert lineage_seconds(tuned, dict(wide)) == 7500
+
 
 def test_an_ensemble_given_as_member_contributes_its_networks_with_their_records(tmp_path, fer_csv):
     import keras

@@ -47,7 +47,11 @@ def member_record(model_file: Path, task: str) -> dict[str, Any]:
     if beside.is_file():
         card = json.loads(beside.read_text())
         if card.get("file") == model_file.name:
-            return dict(card.get("training", {}))
+            record = dict(card.get("training", {}))
+            kept = kept_records(model_file, task)
+            if kept:  # an ensemble: its networks' own records, so its lineage can be counted run by run
+                record["members"] = kept
+            return record
     state = model_file.parent / "state.json"
     if state.is_file():
         data = json.loads(state.read_text())
@@ -155,7 +159,10 @@ def chosen_epoch(record: dict[str, Any]) -> str:
 def lineage_runs(record: dict[str, Any]) -> dict[str, int]:
     """Training seconds of every run a model took to make, by run: its own, the run it was fine-tuned
     from and, for a distilled model, its teachers' (and so on back). Keyed by the run's command, so a
-    network that is both a teacher and an ensemble member is counted once."""
+    network that is both a teacher and an ensemble member is counted once. An ensemble (a record with
+    `members`) is the sum of its networks' runs, never its own total on top of them."""
+    if record.get("members"):
+        return lineage_seconds_by_run(*record["members"])
     runs = {str(record.get("command") or record.get("run_dir") or id(record)): int(record.get("train_seconds") or 0)}
     for earlier in [record.get("init_from"), *record.get("teachers", [])]:
         if earlier:
@@ -163,12 +170,17 @@ def lineage_runs(record: dict[str, Any]) -> dict[str, int]:
     return runs
 
 
-def lineage_seconds(*records: dict[str, Any]) -> int:
-    """Total training seconds behind these models, each run counted once."""
+def lineage_seconds_by_run(*records: dict[str, Any]) -> dict[str, int]:
+    """Training seconds of every run behind these models, by run, each run once."""
     runs: dict[str, int] = {}
     for record in records:
         runs.update(lineage_runs(record))
-    return sum(runs.values())
+    return runs
+
+
+def lineage_seconds(*records: dict[str, Any]) -> int:
+    """Total training seconds behind these models, each run counted once."""
+    return sum(lineage_seconds_by_run(*records).values())
 
 
 def build_ensemble(members: list, name: str = "ensemble", mirror: bool = False):
