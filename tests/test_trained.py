@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -79,3 +81,35 @@ def test_a_multi_task_checkpoint_starts_a_run_for_any_of_its_heads_with_the_trai
     np.testing.assert_allclose(alone(faces).numpy(), before["aux_age"].numpy(), atol=1e-6)
     with pytest.raises(WeightsError, match=r"best.keras: the model has no emotion head \(its heads: gender, "):
         load_trained(tmp_path / "best.keras", "--init-from", (32, 32, 3), 7, "emotion")
+
+
+def test_a_network_of_another_task_lends_its_trunk_to_a_new_head(tmp_path, capsys):
+    """`facelens train race --init-from GENDER --new-head`: the trunk and the gender head keep their weights,
+    the race head is new, and the card's lineage still finds the parent's record (in gender.json)."""
+    from training.auxiliary import head_labels
+    from training.ensemble import member_record
+    from training.train import parse_args
+
+    gender = pooled_net(classes=2)
+    gender.save(tmp_path / "gender.keras")
+    (tmp_path / "gender.json").write_text(json.dumps({"file": "gender.keras", "training": {"train_seconds": 1800}}))
+    faces = np.random.default_rng(1).integers(0, 255, (3, 32, 32, 3)).astype(np.float32)
+
+    with pytest.raises(WeightsError, match=r"-> 2 classes, this task needs .* -> 5"):
+        load_trained(tmp_path / "gender.keras", "--init-from", (32, 32, 3), 5, "race")
+    race = load_trained(tmp_path / "gender.keras", "--init-from", (32, 32, 3), 5, "race", ("gender",), new_head=True)
+    assert head_labels(race) == {"probs": "race", "aux_gender": "gender"}
+    outputs = race(faces)
+    assert outputs["probs"].shape == (3, 5)
+    np.testing.assert_allclose(outputs["aux_gender"].numpy(), gender(faces).numpy(), atol=1e-6)
+
+    alone = load_trained(tmp_path / "gender.keras", "--init-from", (32, 32, 3), 5, "race", new_head=True)
+    assert alone.output_shape == (None, 5)
+    np.testing.assert_array_equal(alone.layers[2].get_weights()[0], gender.layers[2].get_weights()[0])
+    with pytest.raises(WeightsError, match="already has a gender head"):
+        load_trained(tmp_path / "gender.keras", "--init-from", (32, 32, 3), 2, "gender", new_head=True)
+    assert member_record(tmp_path / "gender.keras", "race")["train_seconds"] == 1800
+
+    with pytest.raises(SystemExit):
+        parse_args(["race", "--new-head"])
+    assert "--new-head needs --init-from" in capsys.readouterr().err

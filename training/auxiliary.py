@@ -22,6 +22,7 @@ AUX_CLASSES: dict[str, tuple[str, ...]] = {
     "race": tuple(DEFAULT_CLASSES["race"]),
     "age": tuple(name for name, _, _ in AGE_BANDS),
 }
+ALL_CLASSES = {**DEFAULT_CLASSES, **AUX_CLASSES}  # every label a head can predict: tasks and age
 MAIN_OUTPUT = "probs"  # the classifier layer every architecture ends in
 
 
@@ -63,17 +64,22 @@ def head_labels(model) -> dict[str, str]:
     if not isinstance(model.output, dict):
         return {MAIN_OUTPUT: ""}
     aux = aux_of(model)
-    units = int(model.get_layer(MAIN_OUTPUT).output.shape[-1])
-    counts = {len(classes): label for label, classes in {**DEFAULT_CLASSES, **AUX_CLASSES}.items()}
-    main = counts.get(units, "") if counts.get(units) not in aux else ""
-    return {MAIN_OUTPUT: main, **{f"aux_{name}": name for name in aux}}
+    main = label_by_count(int(model.get_layer(MAIN_OUTPUT).output.shape[-1]))
+    return {MAIN_OUTPUT: main if main not in aux else "", **{f"aux_{name}": name for name in aux}}
 
 
-def with_heads(model, task: str, names: Sequence[str]):
+def label_by_count(units: int) -> str:
+    """The label a head with `units` classes predicts ("" if none has that many)."""
+    return {len(classes): label for label, classes in ALL_CLASSES.items()}.get(units, "")
+
+
+def with_heads(model, task: str, names: Sequence[str], new_head: bool = False):
     """The model with `task` as its main head and one softmax head per label in `names`, all reading the
     features its classifier reads. A head the model already has for a label keeps its trained weights,
     wherever it sat: so a multi-task trunk trained for gender with a race head can start a race run with
-    the race head as its main output and gender as an auxiliary one.
+    the race head as its main output and gender as an auxiliary one. With `new_head`, a network trained for
+    another task (named by its class count) lends its trunk: the `task` head starts from random weights,
+    and its own head serves as an auxiliary one if `names` asks for it.
 
     Why: a gender network trained with race and age as auxiliary labels already predicts race nearly as well
     as a race network; fine-tuning it with race as the main loss starts from there instead of from random
@@ -82,10 +88,17 @@ def with_heads(model, task: str, names: Sequence[str]):
     from keras import layers
 
     labels = head_labels(model)
-    if not names and labels == {MAIN_OUTPUT: ""}:
+    if new_head:
+        labels = {
+            output: label or label_by_count(int(model.get_layer(output).output.shape[-1]))
+            for output, label in labels.items()
+        }
+        if task in labels.values():
+            raise WeightsError(f"the model already has a {task} head: train on from it without a new head")
+    elif not names and labels == {MAIN_OUTPUT: ""}:
         return model
     trained = {label or task: model.get_layer(output) for output, label in labels.items()}
-    if task not in trained:
+    if task not in trained and not new_head:
         have = ", ".join(label for label in labels.values() if label) or "none named"
         raise WeightsError(f"the model has no {task} head (its heads: {have})")
     features = model.get_layer(MAIN_OUTPUT).input
@@ -93,7 +106,7 @@ def with_heads(model, task: str, names: Sequence[str]):
     for output, label in [(MAIN_OUTPUT, task), *((f"aux_{name}", name) for name in names)]:
         parent = trained.get(label)
         if parent is None:
-            head = layers.Dense(len(AUX_CLASSES[label]), activation="softmax", name=output)
+            head = layers.Dense(len(ALL_CLASSES[label]), activation="softmax", name=output)
         else:
             head = layers.Dense.from_config({**parent.get_config(), "name": output})
         outputs[output] = head(features)

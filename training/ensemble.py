@@ -43,15 +43,13 @@ def member_record(model_file: Path, task: str) -> dict[str, Any]:
     if index is not None:
         records = kept_records(path, task)
         return records[index] if index < len(records) else {}
-    beside = card_path(task, model_file.parent)
-    if beside.is_file():
-        card = json.loads(beside.read_text())
-        if card.get("file") == model_file.name:
-            record = dict(card.get("training", {}))
-            kept = kept_records(model_file, task)
-            if kept:  # an ensemble: its networks' own records, so its lineage can be counted run by run
-                record["members"] = kept
-            return record
+    card = card_of(model_file, task)
+    if card:
+        record = dict(card.get("training", {}))
+        kept = kept_records(model_file, task)
+        if kept:  # an ensemble: its networks' own records, so its lineage can be counted run by run
+            record["members"] = kept
+        return record
     state = model_file.parent / "state.json"
     if state.is_file():
         data = json.loads(state.read_text())
@@ -95,10 +93,18 @@ def networks_of(model) -> list:
 
 def kept_records(path: Path, task: str) -> list[dict[str, Any]]:
     """The training record an ensemble's card kept for each of its networks, in member order ([] if none)."""
-    beside = card_path(task, path.parent)
-    card = json.loads(beside.read_text()) if beside.is_file() else {}
-    kept = card.get("members", []) if card.get("file") == path.name else []
-    return [dict(entry.get("training", {})) for entry in kept]
+    return [dict(entry.get("training", {})) for entry in card_of(path, task).get("members", [])]
+
+
+def card_of(model_file: Path, task: str) -> dict[str, Any]:
+    """The card beside `model_file` that describes it ({} if none): the task's own, else another task's (a
+    network grown out of another task's, `facelens train --new-head`, keeps its parent's record)."""
+    for name in dict.fromkeys([task, *TASKS]):
+        beside = card_path(name, model_file.parent)
+        card = json.loads(beside.read_text()) if beside.is_file() else {}
+        if card.get("file") == model_file.name:
+            return card
+    return {}
 
 
 def expand_member(path: Path, model, task: str) -> list[tuple[str, Any, dict[str, Any]]]:

@@ -31,6 +31,7 @@ RUN_SETTINGS = (
     "aux",
     "aux_weight",
     "init_from",
+    "new_head",
     "split_file",
     "average_from",
     "cutmix",

@@ -47,6 +47,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="start a new run from this trained .keras (fine-tuning; --arch is ignored); a multi-task run's "
         "best.keras may start a run for any of its heads; FILE#INDEX takes one network of an ensemble",
     )
+    parser.add_argument(
+        "--new-head",
+        action="store_true",
+        help="with --init-from a network trained for another task: keep its trunk and start this task's head "
+        "from random weights (its own head stays as an auxiliary one if --aux names it)",
+    )
     parser.add_argument("--time-budget", type=float, default=0, help="stop cleanly after this many minutes")
     parser.add_argument(
         "--export",
@@ -121,6 +127,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--teacher-weight must be within 0..1, got {args.teacher_weight}")
     if not 0.0 <= args.cutmix <= 1.0:
         parser.error(f"--cutmix must be within 0..1, got {args.cutmix}")
+    if args.new_head and not args.init_from:
+        parser.error("--new-head needs --init-from: the network whose trunk the new head reads")
     if args.extra_faces and not args.teacher:
         parser.error("--extra-faces needs --teacher: the teachers label the extra faces")
     if args.extra_faces and args.task == "emotion":
@@ -407,6 +415,8 @@ def export_model(run_dir: Path, weights_dir: Path, task: str, spec, state: RunSt
 
         parent = Path(args.init_from)
         card.details["training"]["init_from"] = {"file": str(parent), **member_record(parent, task)}
+        if args.new_head:  # the parent was trained for another task: only its trunk carried over
+            card.details["training"]["new_head"] = True
     card.save(weights_dir / f"{task}.json")
     return target
 
@@ -423,7 +433,7 @@ def initial_model(args: argparse.Namespace, spec, n_classes: int, aux: tuple[str
     if args.init_from:
         from training.trained import load_trained
 
-        return load_trained(Path(args.init_from), "--init-from", spec.shape, n_classes, args.task, aux)
+        return load_trained(Path(args.init_from), "--init-from", spec.shape, n_classes, args.task, aux, args.new_head)
     architecture = args.arch or TASK_CONFIGS[args.task].architecture
     if architecture not in ARCHITECTURES:
         raise DatasetError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")

@@ -10,13 +10,20 @@ from inference.errors import WeightsError
 
 
 def load_trained(
-    path: Path, option: str, input_shape: tuple[int, ...], n_classes: int, task: str = "", aux: Sequence[str] = ()
+    path: Path,
+    option: str,
+    input_shape: tuple[int, ...],
+    n_classes: int,
+    task: str = "",
+    aux: Sequence[str] = (),
+    new_head: bool = False,
 ):
     """A trained model named on the command line (`option` is the flag, for the message), as a Keras model,
     after checking it takes this task's colour and predicts its classes; a model trained at another face size
     is rebuilt for this one (`at_input_size`). A multi-task checkpoint (a run folder's `best.keras`) comes
     back with `task` as its main head and `aux` as its auxiliary heads, trained heads kept (`with_heads`).
-    `FILE#INDEX` is one network of a shipped ensemble, so it can be trained on after its run folder is gone."""
+    `FILE#INDEX` is one network of a shipped ensemble, so it can be trained on after its run folder is gone.
+    With `new_head`, a network of another task comes back with its trunk and a fresh `task` head."""
     import keras
 
     from training.auxiliary import MAIN_OUTPUT, with_heads
@@ -37,9 +44,9 @@ def load_trained(
             raise WeightsError(f"{option} {exc}") from exc
         model.name = base_name(model.name)  # the network's own name, not its place in the ensemble
     model = as_precision(model, "float32")  # a network trained in bfloat16 serves here as plain float32
-    if isinstance(model.output, dict):
+    if isinstance(model.output, dict) or new_head:
         try:
-            model = with_heads(model, task, aux)
+            model = with_heads(model, task, aux, new_head)
         except WeightsError as exc:
             raise WeightsError(f"{option} {path}: {exc}") from exc
     units = model.get_layer(MAIN_OUTPUT).output.shape[-1] if isinstance(model.output, dict) else model.output_shape[-1]
