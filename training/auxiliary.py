@@ -94,7 +94,7 @@ def with_heads(model, task: str, names: Sequence[str], new_head: bool = False):
             for output, label in labels.items()
         }
         if task in labels.values():
-            raise WeightsError(f"the model already has a {task} head: train on from it without a new head")
+            raise WeightsError(f"the model already has a {task} head: fine-tune it without --new-head")
     elif not names and labels == {MAIN_OUTPUT: ""}:
         return model
     trained = {label or task: model.get_layer(output) for output, label in labels.items()}
