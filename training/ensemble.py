@@ -46,7 +46,7 @@ def member_record(model_file: Path, task: str) -> dict[str, Any]:
     card = card_of(model_file, task)
     if card:
         record = dict(card.get("training", {}))
-        kept = kept_records(model_file, task)
+        kept = records_in(card)
         if kept:  # an ensemble: its networks' own records, so its lineage can be counted run by run
             record["members"] = kept
         return record
@@ -93,7 +93,12 @@ def networks_of(model) -> list:
 
 def kept_records(path: Path, task: str) -> list[dict[str, Any]]:
     """The training record an ensemble's card kept for each of its networks, in member order ([] if none)."""
-    return [dict(entry.get("training", {})) for entry in card_of(path, task).get("members", [])]
+    return records_in(card_of(path, task))
+
+
+def records_in(card: dict[str, Any]) -> list[dict[str, Any]]:
+    """The training record an ensemble's card kept for each of its networks ([] for a single network's card)."""
+    return [dict(entry.get("training", {})) for entry in card.get("members", [])]
 
 
 def card_of(model_file: Path, task: str) -> dict[str, Any]:
