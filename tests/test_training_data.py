@@ -504,10 +504,11 @@ def test_a_resumed_run_sees_the_batches_an_uninterrupted_run_would():
     assert not np.array_equal(resumed[0][0], epoch0[0])  # epoch 2 is not a replay of epoch 0
 
 
-def test_cutmix_mixes_every_head_and_weight_by_the_area_actually_pasted():
-    """Faces 0-3 are black and class 0, faces 4-7 white and class 1: after CutMix a face's share of white
-    pixels must equal its class-1 target in every head, and its weight must mix the same way."""
-    from training.augment import cutmix_batch
+@pytest.mark.parametrize("shares", [{"cutmix": 1.0}, {"mixup": 1.0}, {"cutmix": 0.5, "mixup": 0.5}])
+def test_mixing_mixes_every_head_and_weight_by_the_share_of_the_partner_actually_taken(shares):
+    """Faces 0-3 are black and class 0, faces 4-7 white and class 1: after CutMix or mixup a face's share of
+    white pixels must equal its class-1 target in every head, and its weight must mix the same way."""
+    from training.augment import mix_batch
 
     faces = np.zeros((8, 32, 32, 3), np.float32)
     faces[4:] = 255.0
@@ -516,7 +517,7 @@ def test_cutmix_mixes_every_head_and_weight_by_the_area_actually_pasted():
     weights = np.where(classes == 1, 3.0, 1.0).astype(np.float32)
     before = {name: y.copy() for name, y in targets.items()}
 
-    x, y, w = cutmix_batch(faces, targets, weights, np.random.default_rng(5), probability=1.0)
+    x, y, w = mix_batch(faces, targets, weights, np.random.default_rng(5), **shares)
 
     white = x[..., 0].mean(axis=(1, 2)) / 255.0
     np.testing.assert_allclose(y["probs"][:, 1], white, atol=1e-6)
@@ -529,13 +530,44 @@ def test_cutmix_mixes_every_head_and_weight_by_the_area_actually_pasted():
     assert faces[:4].max() == 0.0
 
 
+def test_mixup_blends_whole_faces_and_cutmix_pastes_rectangles():
+    """A blended face is one grey level all over; a pasted one is black and white in places."""
+    from training.augment import mix_batch
+
+    faces = np.zeros((64, 16, 16, 1), np.float32)
+    faces[32:] = 255.0
+    targets = {"probs": np.eye(2, dtype=np.float32)[np.arange(64) // 32]}
+    rng = np.random.default_rng(3)
+    blended, _, _ = mix_batch(faces, targets, None, rng, mixup=1.0)
+    pasted, _, _ = mix_batch(faces, targets, None, rng, cutmix=1.0)
+    assert np.ptp(blended, axis=(1, 2, 3)).max() < 1e-3  # uniform faces stay uniform
+    grey = (blended[:, 0, 0, 0] > 1.0) & (blended[:, 0, 0, 0] < 254.0)
+    assert grey.sum() >= 8  # between the two faces, not one or the other
+    assert np.ptp(pasted, axis=(1, 2, 3)).max() == 255.0
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--mixup", "-0.1"], "--mixup must be within 0..1"),
+        (["--cutmix", "0.6", "--mixup", "0.5"], "--cutmix and --mixup are shares of the same faces"),
+    ],
+)
+def test_mixing_shares_outside_the_faces_are_a_usage_error(options, message, capsys):
+    from training.train import parse_args
+
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["race", *options])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_cutmix_off_leaves_the_batch_as_it_was_and_on_makes_soft_targets():
-    from training.augment import cutmix_batch
+    from training.augment import mix_batch
     from training.dataset import FaceBatches
 
     faces = np.random.default_rng(0).integers(0, 256, (6, 16, 16, 1)).astype(np.float32)
     labels = {"probs": np.eye(2, dtype=np.float32)[np.arange(6) % 2]}
-    x, y, w = cutmix_batch(faces, labels, None, np.random.default_rng(0), probability=0.0)
+    x, y, w = mix_batch(faces, labels, None, np.random.default_rng(0))
     assert x is faces and y is labels and w is None
 
     from training.augment import AugmentConfig

@@ -13,7 +13,7 @@ import math
 import keras
 import numpy as np
 
-from training.augment import AugmentConfig, augment_batch, cutmix_batch
+from training.augment import AugmentConfig, augment_batch, mix_batch
 
 
 class FaceBatches(keras.utils.PyDataset):
@@ -30,6 +30,7 @@ class FaceBatches(keras.utils.PyDataset):
         seed: int = 0,
         first_epoch: int = 0,
         cutmix: float = 0.0,
+        mixup: float = 0.0,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -42,7 +43,7 @@ class FaceBatches(keras.utils.PyDataset):
         self.targets = {name: values.astype(np.float32) for name, values in named.items()}
         self.weights = None if weights is None else weights.astype(np.float32)
         self.batch_size, self.augment = batch_size, augment
-        self.seed, self.cutmix = seed, cutmix
+        self.seed, self.cutmix, self.mixup = seed, cutmix, mixup
         self.order = np.arange(len(images))
         self.begin_epoch(first_epoch)
 
@@ -65,8 +66,8 @@ class FaceBatches(keras.utils.PyDataset):
         else:
             rng = np.random.default_rng((self.seed, self.epoch, index))
             x = augment_batch(faces, rng, self.augment)
-            if self.cutmix > 0:
-                x, y, w = cutmix_batch(x, y, w, rng, self.cutmix)
+            if self.cutmix > 0 or self.mixup > 0:
+                x, y, w = mix_batch(x, y, w, rng, self.cutmix, self.mixup)
         y = y["targets"] if self.single_output else y
         return (x, y) if w is None else (x, y, w)
 

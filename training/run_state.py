@@ -35,6 +35,7 @@ RUN_SETTINGS = (
     "split_file",
     "average_from",
     "cutmix",
+    "mixup",
     "precision",
 )
 PATH_SETTINGS = ("data", "init_from", "split_file", "extra_faces")

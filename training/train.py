@@ -108,6 +108,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "(CutMix; 0 = off)",
     )
     parser.add_argument(
+        "--mixup",
+        type=float,
+        default=0.0,
+        help="share of training faces blended whole with another face, their targets mixed in the same "
+        "proportion (mixup; 0 = off; with --cutmix, a face gets one or the other)",
+    )
+    parser.add_argument(
         "--precision",
         choices=("float32", "bfloat16"),
         default="float32",
@@ -125,8 +132,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--average-from must be an epoch number (1 or more), got {args.average_from}")
     if not 0.0 <= args.teacher_weight <= 1.0:
         parser.error(f"--teacher-weight must be within 0..1, got {args.teacher_weight}")
-    if not 0.0 <= args.cutmix <= 1.0:
-        parser.error(f"--cutmix must be within 0..1, got {args.cutmix}")
+    for name in ("cutmix", "mixup"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            parser.error(f"--{name} must be within 0..1, got {getattr(args, name)}")
+    if args.cutmix + args.mixup > 1.0:
+        parser.error(f"--cutmix and --mixup are shares of the same faces; together {args.cutmix + args.mixup} > 1")
     if args.new_head and not args.init_from:
         parser.error("--new-head needs --init-from: the network whose trunk the new head reads")
     if args.extra_faces and not args.teacher:
@@ -537,6 +547,7 @@ def run(args: argparse.Namespace) -> int:
         args.seed,
         state.data["epoch"],
         cutmix=args.cutmix or 0.0,
+        mixup=args.mixup or 0.0,
     )
     val_data = (val.images.astype(np.float32), val_targets)
     started = time.time()
