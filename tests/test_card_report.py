@@ -64,3 +64,16 @@ def test_a_member_fine_tuned_from_a_run_folder_checkpoint_is_told_without_unknow
     text = training_text({**record, "hardware": "CPU", "command": "facelens train race", "init_from": parent})
     assert "fine-tuned from `?`: run folder `runs/gender_wmt` (57 epochs, best epoch 47" in text
     assert "None" not in text and text.count("`facelens train race`") == 1
+
+
+def test_a_cost_measured_in_rounds_is_told_with_the_rounds_spread(tiny_weights_dir):
+    from training.card_report import model_section
+
+    card = load_card("gender", tiny_weights_dir)
+    cost = {"ms_per_face_batch8": 0.38, "total_ms_per_face_batch8_all_three": 2.61, "hardware": "CPU", "command": "c"}
+    card.details["cost"] = {**cost, "rounds": 5, "total_ms_per_face_batch8_rounds_range": [2.247, 2.671]}
+    line = next(line for line in model_section(card) if line.startswith("- **Cost"))
+    assert "2.61 ms per face, the median of 5 rounds, whose totals ranged 2.25-2.67 ms (CPU" in line
+    card.details["cost"] = cost  # a card written before rounds existed
+    line = next(line for line in model_section(card) if line.startswith("- **Cost"))
+    assert "2.61 ms per face (CPU" in line and "rounds" not in line

@@ -126,10 +126,16 @@ def model_section(card: ModelCard) -> list[str]:
         + (f", {cost['flops_per_face'] / 1e6:.1f} MFLOPs per face" if "flops_per_face" in cost else ""),
     ]
     if cost:
+        spread = cost.get("total_ms_per_face_batch8_rounds_range")
+        rounds = (
+            f", the median of {cost['rounds']} rounds, whose totals ranged {spread[0]:.2f}-{spread[1]:.2f} ms"
+            if spread and cost.get("rounds", 1) > 1
+            else ""
+        )
         lines.append(
             f"- **Cost on this CPU:** {cost.get('ms_per_face_batch8', float('nan')):.2f} ms per face at "
             f"batch 8{engine_text(cost.get('engine'))}; all three models together "
-            f"{cost.get('total_ms_per_face_batch8_all_three', float('nan')):.2f} ms per face "
+            f"{cost.get('total_ms_per_face_batch8_all_three', float('nan')):.2f} ms per face{rounds} "
             f"({cost.get('hardware', '')}, load {cost.get('load_average_1min', '?')}; "
             f"`{cost.get('command', '')}`)"
         )
