@@ -3,9 +3,10 @@
 FLOPs follow the common convention FLOPs = 2 × multiply-adds (MACs) of the convolution and dense layers for one
 face; bias adds, batch normalisation (folded into the convolution at inference), activations and pooling are
 not counted — they are a few percent at most for these CNNs. Time is measured through the app's own compiled
-inference path (`AttributeModel.predict`) at batch 8: the median of many calls, divided by 8.
+inference path (`AttributeModel.predict`) at batch 8: the median of many calls, divided by 8, in rounds that
+take the three models in turns (each model's number is its median over the rounds).
 
-    python -m training.cost [--weights DIR] [--json] [--write-card]
+    python -m training.cost [--weights DIR] [--rounds N] [--json] [--write-card]
 """
 
 from __future__ import annotations
