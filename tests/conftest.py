@@ -75,3 +75,30 @@ def tiny_weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             folder / f"{task}.json"
         )
     return folder
+
+
+def small_model(seed: int, shape=(48, 48, 1), classes: int = 7, name: str = "net"):
+    """A seeded four-filter CNN: cheap, real, and different for every seed (ensemble mechanics)."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(shape)
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    x = keras.layers.Conv2D(4, 3, strides=4, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(classes, activation="softmax", name="probs")(x), name=name)
+
+
+@pytest.fixture
+def fer_csv(tmp_path: Path) -> Path:
+    """21 random FER2013 rows, 7 in each of Training, PublicTest and PrivateTest."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "fer2013.csv"
+    with path.open("w") as handle:
+        handle.write("emotion,pixels,Usage\n")
+        for i in range(21):
+            pixels = " ".join(map(str, rng.integers(0, 256, 48 * 48)))
+            handle.write(f"{i % 7},{pixels},{('Training', 'PublicTest', 'PrivateTest')[i % 3]}\n")
+    return path

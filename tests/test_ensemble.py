@@ -7,29 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-
-def small_model(seed: int, shape=(48, 48, 1), classes: int = 7, name: str = "net"):
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input(shape)
-    x = keras.layers.Rescaling(1 / 255.0)(inputs)
-    x = keras.layers.Conv2D(4, 3, strides=4, activation="relu")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, keras.layers.Dense(classes, activation="softmax", name="probs")(x), name=name)
-
-
-@pytest.fixture
-def fer_csv(tmp_path: Path) -> Path:
-    rng = np.random.default_rng(0)
-    path = tmp_path / "fer2013.csv"
-    with path.open("w") as handle:
-        handle.write("emotion,pixels,Usage\n")
-        for i in range(21):
-            pixels = " ".join(map(str, rng.integers(0, 256, 48 * 48)))
-            handle.write(f"{i % 7},{pixels},{('Training', 'PublicTest', 'PrivateTest')[i % 3]}\n")
-    return path
+from conftest import small_model
 
 
 def test_the_ensemble_is_the_mean_of_its_members_and_carries_their_records(tmp_path, fer_csv, capsys):

@@ -206,23 +206,32 @@ def build_ensemble(members: list, name: str = "ensemble", mirror: bool = False):
     82.07 vs 82.03%, gender 92.68 vs 92.64%)."""
     import keras
 
+    inputs, probs = member_outputs(members, mirror)
+    if len(probs) == 1:
+        raise WeightsError("an ensemble needs at least two members, or one member with mirror averaging")
+    return keras.Model(inputs, keras.layers.Average(name="probs")(probs), name=name)
+
+
+def member_outputs(members: list, mirror: bool = False, shape: tuple[int, ...] | None = None) -> tuple[Any, list]:
+    """(input, each member's probabilities on it and, with `mirror`, on its mirror image): the members'
+    shared graph, fed the largest member input (or `shape`) and resized for the smaller ones — one function,
+    so an ensemble and `training.ensemble_search`'s single networks see a face identically."""
+    import keras
+
     shapes = {tuple(m.input_shape[1:]) for m in members}
-    if len({shape[-1] for shape in shapes}) != 1:  # grey and colour faces cannot share one input
+    if len({s[-1] for s in shapes}) != 1:  # grey and colour faces cannot share one input
         raise WeightsError(f"ensemble members take different inputs: {sorted(shapes)}")
     outputs = {m.output_shape[-1] for m in members}
     if len(outputs) != 1:
         raise WeightsError(f"ensemble members predict different numbers of classes: {sorted(outputs, key=str)}")
-    shape = max(shapes)
+    shape = tuple(shape or max(shapes))
     inputs = keras.Input(shape, name="face")
     views = [inputs, mirror_image(inputs, shape[1])] if mirror else [inputs]
     resized = {shape[:2]: views}
     for size in {m.input_shape[1:3] for m in members} - {shape[:2]}:
         resize = keras.layers.Resizing(*size, interpolation="bilinear", name=f"to_{size[0]}px")
         resized[size] = [resize(view) for view in views]
-    probs = [m(view) for m in members for view in resized[tuple(m.input_shape[1:3])]]
-    if len(probs) == 1:
-        raise WeightsError("an ensemble needs at least two members, or one member with mirror averaging")
-    return keras.Model(inputs, keras.layers.Average(name="probs")(probs), name=name)
+    return inputs, [m(view) for m in members for view in resized[tuple(m.input_shape[1:3])]]
 
 
 VALIDATION_SPLIT = {"fer2013": "PublicTest", "utkface": "val"}  # what training chose checkpoints on
@@ -247,15 +256,11 @@ def validation_accuracy(task: str, out_dir: Path, data: Path) -> float:
     return round(float(evaluate(args, resolve_weights(task, out_dir))["accuracy"]), 4)
 
 
-def run(
-    task: str, member_files: list[Path], out_dir: Path, command: str, data: Path | None = None, mirror: bool = False
-) -> Path:
-    """Build, save and card the ensemble; its validation accuracy is measured on `data` (default: the
-    task's dataset in ../shared)."""
+def load_networks(task: str, member_files: list[Path]) -> tuple[list[str], list, list[dict[str, Any]]]:
+    """(labels, networks, training records) for `--member` arguments: each file's networks (all of an
+    ensemble's, or the one `FILE#INDEX` picks), float32, named uniquely so they can share one graph."""
     import keras
 
-    if not member_files:
-        raise WeightsError("an ensemble needs at least two --member models, or one with --mirror")
     expanded = []
     for member in member_files:
         path, index = split_selection(member)
@@ -268,6 +273,18 @@ def run(
     labels, members, records = (list(column) for column in zip(*expanded, strict=True))
     for index, model in enumerate(members):
         model.name = f"{MEMBER_PREFIX}{index}_{base_name(model.name)}"  # unique layer names inside the ensemble
+    return labels, members, records
+
+
+def run(
+    task: str, member_files: list[Path], out_dir: Path, command: str, data: Path | None = None, mirror: bool = False
+) -> Path:
+    """Build, save and card the ensemble; its validation accuracy is measured on `data` (default: the
+    task's dataset in ../shared)."""
+
+    if not member_files:
+        raise WeightsError("an ensemble needs at least two --member models, or one with --mirror")
+    labels, members, records = load_networks(task, member_files)
     ensemble = build_ensemble(members, mirror=mirror)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{task}.keras"
