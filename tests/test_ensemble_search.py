@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from conftest import small_model
 
@@ -11,7 +12,7 @@ from conftest import small_model
 @pytest.fixture
 def three_networks(tmp_path):
     files = []
-    for seed, size in ((1, 48), (2, 48), (3, 40)):  # one trained at a smaller size, shrunk like in an ensemble
+    for seed, size in ((1, 48), (2, 40), (3, 40)):  # two trained at a smaller size, shrunk like in an ensemble
         path = tmp_path / f"net{seed}.keras"
         small_model(seed, shape=(size, size, 1), name=f"net{seed}").save(path)
         files.append(str(path))
@@ -48,6 +49,43 @@ def test_every_subset_scores_what_its_built_ensemble_scores_in_eval(tmp_path, fe
         argv = ["emotion", "--dataset", "fer2013", "--path", str(fer_csv), "--split", "PublicTest"]
         assert evaluate.main([*argv, "--weights", str(out), "--engine", "tflite-int8", "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["accuracy"] == row["accuracy"]
+
+
+def test_a_subset_of_small_networks_sees_faces_prepared_at_its_own_size(tmp_path, fer_csv, three_networks, capsys):
+    """A pair of 40 px networks builds into a 40 px ensemble, so it must be scored on faces prepared at 40 px,
+    not on the largest candidate's 48 px faces shrunk (those differ by a few faces on real data)."""
+    from pathlib import Path
+
+    from training import ensemble
+    from training.ensemble_search import load_candidates
+    from training.eval_data import load_eval_set
+    from training.evaluate import load_attribute_model, predict, resolve_weights
+
+    candidates, _ = load_candidates("emotion", [Path(p) for p in three_networks], fer_csv)
+    assert [c.size for c in candidates] == [48, 40, 40]
+    assert sorted(candidates[0].probs) == [48] and sorted(candidates[1].probs) == [40, 48]
+    assert (
+        ensemble.main(
+            [
+                "emotion",
+                "--member",
+                three_networks[1],
+                "--member",
+                three_networks[2],
+                "--out",
+                str(tmp_path / "pair"),
+                "--data",
+                str(fer_csv),
+            ]
+        )
+        == 0
+    )
+    weights = resolve_weights("emotion", tmp_path / "pair")
+    faces = load_eval_set("fer2013", "emotion", fer_csv, "PublicTest", weights.card.input, weights.card.classes)
+    built = predict(load_attribute_model("emotion", weights, "tflite-int8"), faces.images)
+    searched = (candidates[1].probs[40] + candidates[2].probs[40]) / 2
+    np.testing.assert_allclose(searched, built, atol=1e-6)
+    assert np.abs((candidates[1].probs[48] + candidates[2].probs[48]) / 2 - built).max() > 1e-4
 
 
 def test_max_size_top_and_mirror(fer_csv, three_networks, capsys):

@@ -2,11 +2,12 @@
 
 Why: choosing an ensemble means comparing subsets of the networks at hand, and building and scoring each
 subset with `training.ensemble` and `facelens eval` costs a conversion and a full pass per subset (2^n - 1 of
-them). A subset's output is the mean of its networks' probabilities, so one pass per network is enough. Each
-network runs as the app runs it (an int8 TFLite model fed the largest candidate's input, shrunk for smaller
-networks exactly as `build_ensemble` does), so a subset's score here is its built ensemble's `facelens eval`
-score up to float rounding. The split is fixed to the one checkpoints are chosen on (FER2013 PublicTest,
-UTKFace val): a search on the test split would turn its score into a selection score.
+them). A subset's output is the mean of its networks' probabilities, so one pass per network and face size is
+enough. Each network runs as the app runs it: an int8 TFLite model, fed faces prepared at the subset's largest
+network size and shrunk for the smaller ones exactly as `build_ensemble` does, so a subset's score here is its
+built ensemble's `facelens eval` score up to float rounding. The split is fixed to the one checkpoints are
+chosen on (FER2013 PublicTest, UTKFace val): a search on the test split would turn its score into a selection
+score.
 
 Every subset is listed, so the table also shows how far the best one stands above the rest — with many
 candidates the top row's lead over its neighbours is mostly luck, which the selection rule (a tie of a few
@@ -41,11 +42,13 @@ CHUNK = 64  # faces per interpreter call: one interpreter for full chunks, one f
 
 @dataclass
 class Candidate:
-    """One network: its --member label, its probabilities on every validation face, its FLOPs per face."""
+    """One network: its --member label, its input size, its FLOPs per face, and its probabilities on every
+    validation face prepared at each candidate size it can take (its own and every larger one, shrunk)."""
 
     label: str
-    probs: np.ndarray
+    size: int
     flops: int
+    probs: dict[int, np.ndarray]
 
 
 def network_probabilities(network, shape: tuple[int, ...], faces: np.ndarray, mirror: bool) -> np.ndarray:
@@ -63,25 +66,35 @@ def network_probabilities(network, shape: tuple[int, ...], faces: np.ndarray, mi
 def load_candidates(
     task: str, members: list[Path], data: Path, mirror: bool = False
 ) -> tuple[list[Candidate], np.ndarray]:
-    """Every member network's validation probabilities, and the true class indices."""
+    """Every member network's validation probabilities, and the true class indices.
+
+    A built ensemble takes its largest member's face size and shrinks it for the others, and a face
+    prepared at 96 px then shrunk is not the face prepared at 64 px (race: a few validation faces either
+    way), so every network is run at each candidate size from its own up, and a subset is scored at its own
+    largest size."""
     from training.cost import count_flops
     from training.eval_data import load_eval_set, utk_split_file
     from training.evaluate import label_indices
 
     labels, networks, _ = load_networks(task, members)
-    shape = max(tuple(int(d) for d in n.input_shape[1:]) for n in networks)
     config = TASK_CONFIGS[task]
-    spec = replace(config.spec, size=shape[0])
     split_file = utk_split_file(None) if config.dataset == "utkface" else None
-    faces = load_eval_set(
-        config.dataset, task, data, VALIDATION_SPLIT[config.dataset], spec, DEFAULT_CLASSES[task], split_file
-    )
-    truth = label_indices(faces.labels, DEFAULT_CLASSES[task])
     views = 2 if mirror else 1
     candidates = [
-        Candidate(label, network_probabilities(network, shape, faces.images, mirror), views * count_flops(network))
+        Candidate(label, int(network.input_shape[1]), views * count_flops(network), {})
         for label, network in zip(labels, networks, strict=True)
     ]
+    truth = None
+    for size in sorted({c.size for c in candidates}):
+        spec = replace(config.spec, size=size)
+        faces = load_eval_set(
+            config.dataset, task, data, VALIDATION_SPLIT[config.dataset], spec, DEFAULT_CLASSES[task], split_file
+        )
+        truth = label_indices(faces.labels, DEFAULT_CLASSES[task]) if truth is None else truth
+        shape = faces.images.shape[1:]
+        for candidate, network in zip(candidates, networks, strict=True):
+            if candidate.size <= size:
+                candidate.probs[size] = network_probabilities(network, shape, faces.images, mirror)
     return candidates, truth
 
 
@@ -93,9 +106,10 @@ def score_subsets(
 
     classes = DEFAULT_CLASSES[task]
     rows = []
-    for size in range(1, min(max_size or len(candidates), len(candidates)) + 1):
-        for subset in itertools.combinations(range(len(candidates)), size):
-            probs = np.mean([candidates[i].probs for i in subset], axis=0)
+    for count in range(1, min(max_size or len(candidates), len(candidates)) + 1):
+        for subset in itertools.combinations(range(len(candidates)), count):
+            face_size = max(candidates[i].size for i in subset)  # what its built ensemble would take
+            probs = np.mean([candidates[i].probs[face_size] for i in subset], axis=0)
             result = score(truth, probs.argmax(axis=1), classes)
             worst = min(result["per_class"], key=result["per_class"].get)
             rows.append(
