@@ -64,22 +64,8 @@ def test_a_subset_of_small_networks_sees_faces_prepared_at_its_own_size(tmp_path
     candidates, _ = load_candidates("emotion", [Path(p) for p in three_networks], fer_csv)
     assert [c.size for c in candidates] == [48, 40, 40]
     assert sorted(candidates[0].probs) == [48] and sorted(candidates[1].probs) == [40, 48]
-    assert (
-        ensemble.main(
-            [
-                "emotion",
-                "--member",
-                three_networks[1],
-                "--member",
-                three_networks[2],
-                "--out",
-                str(tmp_path / "pair"),
-                "--data",
-                str(fer_csv),
-            ]
-        )
-        == 0
-    )
+    pair = ["--member", three_networks[1], "--member", three_networks[2], "--out", str(tmp_path / "pair")]
+    assert ensemble.main(["emotion", *pair, "--data", str(fer_csv)]) == 0
     weights = resolve_weights("emotion", tmp_path / "pair")
     faces = load_eval_set("fer2013", "emotion", fer_csv, "PublicTest", weights.card.input, weights.card.classes)
     built = predict(load_attribute_model("emotion", weights, "tflite-int8"), faces.images)

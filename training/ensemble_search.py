@@ -110,12 +110,13 @@ def score_subsets(
         for subset in itertools.combinations(range(len(candidates)), count):
             face_size = max(candidates[i].size for i in subset)  # what its built ensemble would take
             probs = np.mean([candidates[i].probs[face_size] for i in subset], axis=0)
-            result = score(truth, probs.argmax(axis=1), classes)
+            predicted = probs.argmax(axis=1)
+            result = score(truth, predicted, classes)
             worst = min(result["per_class"], key=result["per_class"].get)
             rows.append(
                 {
                     "members": [candidates[i].label for i in subset],
-                    "correct": int(round(result["accuracy"] * result["n"])),
+                    "correct": int((predicted == truth).sum()),
                     "n": result["n"],
                     "accuracy": result["accuracy"],
                     "macro_f1": result["macro_f1"],
