@@ -347,3 +347,37 @@ def test_export_average_exports_the_mean_whatever_the_single_epochs_scored(tmp_p
     capsys.readouterr()
     assert main([*plain, "--epochs", "1", "--export-average"]) == 2
     assert "--export-average needs a run that averages" in capsys.readouterr().err
+
+
+def test_a_refit_on_train_and_val_trains_on_both_exports_the_mean_and_says_its_validation_is_seen(tmp_path, capsys):
+    """A final refit adds the validation faces to the training ones; with them seen, only the weight average
+    may be exported, and the card, the card report and an ensemble built from it say validation is not held out."""
+    from training.card_report import training_text
+    from training.ensemble import member_record
+    from training.train import main
+
+    common, run_dir, weights = tiny_gender_run(tmp_path, "--average-from", "1")
+    assert main([*common, "--epochs", "1", "--train-on-val"]) == 2
+    assert "--train-on-val trains on the validation faces" in capsys.readouterr().err
+
+    assert main([*common, "--epochs", "1", "--train-on-val", "--export-average"]) == 0
+    err = capsys.readouterr().err
+    split = json.loads((weights / UTK_SPLIT_FILE).read_text())
+    n_val = len(split["val"])
+    n_train = split["n_total"] - n_val - len(split["test"])
+    assert f"{n_train + n_val} training faces, {n_val} validation faces (trained on too" in err
+    training = load_card("gender", weights).details["training"]
+    assert training["validation_seen"] is True and training["weight_average"]["exported"] is True
+    assert "validation accuracy" in training_text(training) and "not held out" in training_text(training)
+    assert member_record(run_dir / "best.keras", "gender")["validation_seen"] is True
+    assert json.loads((run_dir / "state.json").read_text())["settings"]["train_on_val"] is True
+
+    from training.evaluate import main as evaluate
+
+    base = ["gender", "--dataset", "utkface", "--path", str(tmp_path), "--weights", str(weights), "--json"]
+    capsys.readouterr()
+    assert evaluate([*base, "--split", "val"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["held_out"] is False and "trained on the val faces too" in out.err
+    assert evaluate([*base, "--split", "test"]) == 0
+    assert "held_out" not in json.loads(capsys.readouterr().out)

@@ -83,6 +83,14 @@ def evaluation_section(key: str, result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def validation_text(training: dict[str, Any]) -> str:
+    """The validation score, or why there is no held-out one (a refit on train + val faces)."""
+    score = pct(training.get("val_accuracy") or 0)
+    if training.get("validation_seen"):
+        return f"trained on the validation faces too, so its validation accuracy ({score}) is not held out"
+    return f"validation accuracy {score}"
+
+
 def training_text(training: dict[str, Any]) -> str:
     """One run's record, followed by the run it was fine-tuned from, so a model's whole training is told."""
     if not training:
@@ -96,8 +104,8 @@ def training_text(training: dict[str, Any]) -> str:
         else f"best epoch {training.get('best_epoch')}"
     )
     text = (
-        f"{source} ({training.get('epochs_run')} epochs, {chosen}, validation accuracy "
-        f"{pct(training.get('val_accuracy') or 0)}), {training.get('train_seconds', 0) / 3600:.2f} h"
+        f"{source} ({training.get('epochs_run')} epochs, {chosen}, {validation_text(training)}), "
+        f"{training.get('train_seconds', 0) / 3600:.2f} h"
     )
     if training.get("hardware"):
         text += f" on {training['hardware']}"
@@ -145,8 +153,7 @@ def model_section(card: ModelCard) -> list[str]:
         if d.get("mirror_averaged"):
             what += " on each face and on its mirror image (flip averaging inside the model: one compiled call)"
         lines.append(
-            f"- **Training:** the mean of {what} (validation accuracy "
-            f"{pct(training.get('val_accuracy') or 0)}); training took "
+            f"- **Training:** the mean of {what} ({validation_text(training)}); training took "
             f"{training.get('train_seconds', 0) / 3600:.2f} h; `{training.get('command')}`. Members:"
         )
         lines += [

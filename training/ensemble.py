@@ -33,7 +33,7 @@ from inference.cards import DEFAULT_CLASSES, TASKS, ModelCard, card_path
 from inference.errors import FaceLensError, WeightsError
 from training.auxiliary import with_heads
 from training.precision import as_precision
-from training.tasks import TASK_CONFIGS
+from training.tasks import TASK_CONFIGS, VALIDATION_SPLIT
 
 
 def member_record(model_file: Path, task: str) -> dict[str, Any]:
@@ -66,6 +66,8 @@ def member_record(model_file: Path, task: str) -> dict[str, Any]:
         if settings.get("init_from"):
             parent = Path(settings["init_from"])
             record["init_from"] = {"file": str(parent), **member_record(parent, task)}
+        if settings.get("train_on_val"):
+            record["validation_seen"] = True
         if settings.get("teacher"):
             record["teachers"] = [{"file": t, **member_record(Path(t), task)} for t in settings["teacher"]]
         return record
@@ -234,9 +236,6 @@ def member_outputs(members: list, mirror: bool = False, shape: tuple[int, ...] |
     return inputs, [m(view) for m in members for view in resized[tuple(m.input_shape[1:3])]]
 
 
-VALIDATION_SPLIT = {"fer2013": "PublicTest", "utkface": "val"}  # what training chose checkpoints on
-
-
 def validation_accuracy(task: str, out_dir: Path, data: Path) -> float:
     """The ensemble's accuracy on the split its members' checkpoints were chosen on (never the test split)."""
     from training.eval_data import utk_split_file
@@ -325,6 +324,8 @@ def run(
             },
         },
     )
+    if any(record.get("validation_seen") for record in records):
+        card.details["training"]["validation_seen"] = True  # its validation accuracy below is not held out
     card.save(out_dir / f"{task}.json")
     accuracy = validation_accuracy(task, out_dir, data or Path(config.default_path))
     card.details["training"]["val_accuracy"] = accuracy

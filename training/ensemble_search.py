@@ -34,8 +34,8 @@ import numpy as np  # noqa: E402
 
 from inference.cards import DEFAULT_CLASSES, TASKS  # noqa: E402
 from inference.errors import FaceLensError  # noqa: E402
-from training.ensemble import VALIDATION_SPLIT, load_networks, member_outputs  # noqa: E402
-from training.tasks import TASK_CONFIGS  # noqa: E402
+from training.ensemble import load_networks, member_outputs  # noqa: E402
+from training.tasks import TASK_CONFIGS, VALIDATION_SPLIT  # noqa: E402
 
 CHUNK = 64  # faces per interpreter call: one interpreter for full chunks, one for the remainder
 
@@ -76,7 +76,13 @@ def load_candidates(
     from training.eval_data import load_eval_set, utk_split_file
     from training.evaluate import label_indices
 
-    labels, networks, _ = load_networks(task, members)
+    labels, networks, records = load_networks(task, members)
+    for label, record in zip(labels, records, strict=True):
+        if record.get("validation_seen"):
+            print(
+                f"note: {label} was trained on the validation faces too: its scores here are not held out",
+                file=sys.stderr,
+            )
     config = TASK_CONFIGS[task]
     split_file = utk_split_file(None) if config.dataset == "utkface" else None
     views = 2 if mirror else 1

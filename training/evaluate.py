@@ -29,6 +29,7 @@ from inference.cards import DEFAULT_CLASSES, TASKS, ModelCard, card_path, defaul
 from inference.engines import ENGINE_HELP, ENGINES  # noqa: E402
 from inference.errors import DatasetError, FaceLensError, WeightsError  # noqa: E402
 from training.eval_data import DATASETS, EvalSet, load_eval_set, utk_split_file  # noqa: E402
+from training.tasks import VALIDATION_SPLIT  # noqa: E402
 
 CHUNK = 512  # faces converted to float32 and predicted at a time, so a large split never needs GBs at once
 
@@ -168,6 +169,11 @@ def evaluate(args: argparse.Namespace, weights: Weights) -> dict[str, Any]:
     )
     if args.limit:
         result["limit"] = args.limit
+    if weights.card.details.get("training", {}).get("validation_seen") and data.split == VALIDATION_SPLIT.get(
+        args.dataset
+    ):
+        result["held_out"] = False  # a refit trained on these faces: this is not a validation score
+        print(f"note: {weights.model_file} was trained on the {data.split} faces too: not held out", file=sys.stderr)
     if args.dataset == "utkface" and data.split != "all":
         result["split_file"] = str(split_file)
     return result

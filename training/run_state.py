@@ -37,6 +37,7 @@ RUN_SETTINGS = (
     "cutmix",
     "mixup",
     "precision",
+    "train_on_val",
 )
 PATH_SETTINGS = ("data", "init_from", "split_file", "extra_faces")
 

@@ -31,6 +31,26 @@ class SplitData:
     extra: int = 0
 
 
+def joined(first: SplitData, second: SplitData) -> SplitData:
+    """Both sets of labelled faces as one (a final refit's training faces: train + val). Soft targets are kept
+    where either has them (one-hot labels stand in for the other's), group names where both have them."""
+    if first.extra or second.extra:
+        raise ValueError("join labelled faces before adding unlabelled extra faces")
+    soft = None
+    if first.soft_targets is not None or second.soft_targets is not None:
+        n_classes = next(s.shape[1] for s in (first.soft_targets, second.soft_targets) if s is not None)
+        soft = np.concatenate(
+            [
+                part.soft_targets if part.soft_targets is not None else np.eye(n_classes, dtype=np.float32)[part.labels]
+                for part in (first, second)
+            ]
+        ).astype(np.float32)
+    groups = {name: [*first.groups[name], *second.groups[name]] for name in first.groups if name in second.groups}
+    return SplitData(
+        np.concatenate([first.images, second.images]), np.concatenate([first.labels, second.labels]), soft, groups
+    )
+
+
 def prepare_fer_faces(images: np.ndarray, spec: InputSpec) -> np.ndarray:
     """FER2013 faces are already ~one Haar box wide: crop the whole image as if it were the detector box and
     prepare it with the same function the app uses."""

@@ -29,3 +29,6 @@ TASK_CONFIGS: dict[str, TaskConfig] = {
     "gender": TaskConfig("utkface", "../shared/datasets/utkface", InputSpec(64, "rgb", 0.0), "facelens_rgb", 40, 2e-3),
     "race": TaskConfig("utkface", "../shared/datasets/utkface", InputSpec(64, "rgb", 0.0), "facelens_rgb", 40, 2e-3),
 }
+
+# The split each dataset's checkpoints and ensembles are chosen on (never the one final numbers come from).
+VALIDATION_SPLIT = {"fer2013": "PublicTest", "utkface": "val"}

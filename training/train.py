@@ -101,6 +101,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "choose between the two by the ensemble's validation score)",
     )
     parser.add_argument(
+        "--train-on-val",
+        action="store_true",
+        help="also train on the validation faces: the final refit of a recipe already chosen on validation, with "
+        "more faces; needs --export-average, since no unseen faces remain to choose an epoch with (the card says "
+        "so, and its validation scores are not held out)",
+    )
+    parser.add_argument(
         "--cutmix",
         type=float,
         default=0.0,
@@ -146,13 +153,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def balance_keys(dataset: str, faces) -> np.ndarray:
+    """The cells class balancing evens out: the label for FER2013; (label, race, age band) for UTKFace, so rare
+    groups weigh more, not just rare labels."""
+    if dataset == "fer2013":
+        return faces.labels.astype(str)
+    return np.array(
+        [f"{y}|{r}|{a}" for y, r, a in zip(faces.labels, faces.groups["race"], faces.groups["age"], strict=True)]
+    )
+
+
 def load_faces(
-    task: str, data: str | None, spec, split_file: Path | None, weights_dir: Path, ferplus_weight: float = 0.0
+    task: str,
+    data: str | None,
+    spec,
+    split_file: Path | None,
+    weights_dir: Path,
+    ferplus_weight: float = 0.0,
+    train_on_val: bool = False,
 ):
     """(train, val, balancing keys) for the task from its dataset, or from a face pack (`training.pack`)
-    when `data` is a `.npz` file: one loader, so a run on a lent GPU sees the faces a run here would."""
+    when `data` is a `.npz` file: one loader, so a run on a lent GPU sees the faces a run here would.
+    With `train_on_val` the training faces include the validation ones (which stay the validation faces too)."""
     from training.pack import is_pack, read_pack
-    from training.task_data import fer_split, utk_splits
+    from training.task_data import fer_split, joined, utk_splits
 
     config = TASK_CONFIGS[task]
     path = Path(data or config.default_path)
@@ -163,15 +187,15 @@ def load_faces(
 
         fer = load_fer2013(path)
         train = fer_split(fer, "Training", spec, ferplus_weight=ferplus_weight)
-        val = fer_split(fer, "PublicTest", spec)
-        keys = train.labels.astype(str)
+        # Faces trained on get the training faces' targets (FER+ votes blended in), even when they validate too.
+        val = fer_split(fer, "PublicTest", spec, ferplus_weight=ferplus_weight if train_on_val else 0.0)
+        keys = balance_keys(config.dataset, train)
     else:
         parts = utk_splits(path, spec, task, split_file or weights_dir / UTK_SPLIT_FILE)
         train, val = parts["train"], parts["val"]
-        # Balance over (label, race, age band) cells so rare groups weigh more, not just rare labels.
-        keys = np.array(
-            [f"{y}|{r}|{a}" for y, r, a in zip(train.labels, train.groups["race"], train.groups["age"], strict=True)]
-        )
+        keys = balance_keys(config.dataset, train)
+    if train_on_val:
+        train, keys = joined(train, val), np.concatenate([keys, balance_keys(config.dataset, val)])
     if len(val.labels) == 0 or len(train.labels) == 0:
         raise DatasetError(
             f"{path}: too few faces to hold out a validation split ({len(train.labels)} train, "
@@ -184,7 +208,9 @@ def load_training_data(args: argparse.Namespace, spec, weights_dir: Path):
     """(train, val) SplitData for the task, with soft targets and balancing weights filled in."""
     from training.augment import balanced_weights
 
-    train, val, keys = load_faces(args.task, args.data, spec, args.split_file, weights_dir, args.ferplus_weight)
+    train, val, keys = load_faces(
+        args.task, args.data, spec, args.split_file, weights_dir, args.ferplus_weight, args.train_on_val
+    )
     n_classes = len(DEFAULT_CLASSES[args.task])
     if train.soft_targets is None:
         train.soft_targets = np.eye(n_classes, dtype=np.float32)[train.labels]
@@ -403,6 +429,8 @@ def export_model(run_dir: Path, weights_dir: Path, task: str, spec, state: RunSt
     )
     if average:
         card.details["training"]["weight_average"] = {**average, "exported": use_average}
+    if args.train_on_val:  # its validation scores are on faces it trained on
+        card.details["training"]["validation_seen"] = True
     if len(state.data["commands"]) > 1:
         card.details["training"]["resumed_with"] = state.data["commands"][1:]
     if args.teacher:
@@ -494,6 +522,11 @@ def run(args: argparse.Namespace) -> int:
         state.data["settings"] = settings_of(args)
     if args.export_average and not args.average_from:
         raise DatasetError("--export-average needs a run that averages its weights (--average-from N)")
+    if args.train_on_val and not args.export_average:
+        raise DatasetError(
+            "--train-on-val trains on the validation faces, so they cannot choose what to export: "
+            "average the weights and export the mean (--average-from N --export-average)"
+        )
     state.record_command(args.command)
     spec = replace(config.spec, size=args.size) if args.size else config.spec
     weights_dir = args.export or run_dir / "export"  # never over the shipped models unless asked to
@@ -508,8 +541,9 @@ def run(args: argparse.Namespace) -> int:
         train_targets = {MAIN_OUTPUT: train_targets, **aux_targets(train.groups, aux, train.extra)}
         val_targets = {MAIN_OUTPUT: val_targets, **aux_targets(val.groups, aux)}
     prefix = f"{MAIN_OUTPUT}_" if aux else ""
+    seen = " (trained on too: not held out)" if args.train_on_val else ""
     print(
-        f"{args.task}: {len(train.labels)} training faces, {len(val.labels)} validation faces, "
+        f"{args.task}: {len(train.labels)} training faces, {len(val.labels)} validation faces{seen}, "
         f"input {spec.size}x{spec.size} {spec.color}",
         file=sys.stderr,
     )
