@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -381,3 +382,53 @@ def test_a_bare_checkpoint_gets_the_recipe_card_at_the_size_it_was_trained_at(tm
     assert card.input.size == 40 and card.input.color == "grey" and card.file == "best.keras"
     (tmp_path / "junk.keras").write_bytes(b"not a zip")
     assert task_card("emotion", tmp_path / "junk.keras").input.size == 48  # loading it reports the damage
+
+
+def test_sign_test_matches_the_exact_binomial():
+    from training.evaluate import sign_test_p
+
+    assert sign_test_p(0, 0) == 1.0 and sign_test_p(5, 5) == 1.0
+    assert sign_test_p(9, 18) == pytest.approx(0.1221, abs=1e-4)  # scipy.stats.binomtest(9, 27).pvalue
+    assert sign_test_p(0, 10) == pytest.approx(2 / 1024)
+
+
+def test_against_counts_the_faces_two_models_label_differently(capsys, fer_slice, tiny_weights_dir, tmp_path):
+    """`--against` scores a second model on the same faces and says where the two differ and who is right."""
+    import keras
+
+    other = tmp_path / "other"
+    other.mkdir()
+    keras.utils.set_random_seed(7)
+    model = keras.saving.load_model(tiny_weights_dir / "emotion.keras", compile=False)
+    model.set_weights(
+        [w + np.random.default_rng(7).normal(0, 0.5, w.shape).astype(w.dtype) for w in model.get_weights()]
+    )
+    model.save(other / "emotion.keras")
+    load_card("emotion", tiny_weights_dir).save(other / "emotion.json")
+    base = ["emotion", "--dataset", "fer2013", "--path", str(fer_slice), "--weights", str(tiny_weights_dir)]
+
+    alone = run_json(capsys, "emotion", "--dataset", "fer2013", "--path", str(fer_slice), "--weights", str(other))
+    result = run_json(capsys, *base, "--against", str(other))
+    against = result["against"]
+    assert against["accuracy"] == alone["accuracy"]
+    assert 0 < against["differ"] <= result["n"]
+    assert against["this_right"] + against["other_right"] <= against["differ"]
+    # Only faces where they differ can separate the two accuracies.
+    assert against["this_right"] - against["other_right"] == round((result["accuracy"] - alone["accuracy"]) * 200)
+    from training.evaluate import sign_test_p
+
+    assert against["sign_test_p"] == round(sign_test_p(against["this_right"], against["other_right"]), 3)
+
+    same = run_json(capsys, *base, "--against", str(tiny_weights_dir))["against"]
+    assert (same["differ"], same["this_right"], same["other_right"], same["sign_test_p"]) == (0, 0, 0, 1.0)
+
+    code, out, err = run_eval(capsys, *base, "--against", str(other))
+    assert code == 0 and f"the two differ on {against['differ']} faces" in out
+
+    wider = tmp_path / "wider"  # the same network fed with another crop margin: not the same faces
+    wider.mkdir()
+    shutil.copyfile(other / "emotion.keras", wider / "emotion.keras")
+    card = load_card("emotion", other)
+    dataclasses.replace(card, input=dataclasses.replace(card.input, margin=0.4)).save(wider / "emotion.json")
+    code, _, err = run_eval(capsys, *base, "--against", str(wider))
+    assert code == 2 and "compare models of the same input and classes" in err and len(err.strip().splitlines()) == 1

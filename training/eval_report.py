@@ -36,6 +36,14 @@ def format_report(result: dict[str, Any]) -> str:
             lines.append(
                 f"best–worst gap {gap['gap']:.1%} ({gap['best']} vs {gap['worst']}, groups of >= {gap['min_n']} faces)"
             )
+    against = result.get("against")
+    if against:
+        lines += [
+            "",
+            f"against {against['weights']} (accuracy {against['accuracy']:.2%}): the two differ on "
+            f"{against['differ']} faces, this model right on {against['this_right']}, the other on "
+            f"{against['other_right']} (sign test p = {against['sign_test_p']:.3f})",
+        ]
     labels = result["confusion"]["labels"]
     width = max(6, max(len(label[:8]) for label in labels) + 1)
     lines += [

@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import datetime
 import json
+import math
 import os
 import shlex
 import shutil
@@ -159,6 +160,8 @@ def evaluate(args: argparse.Namespace, weights: Weights) -> dict[str, Any]:
     seconds = time.perf_counter() - started
     result = {"task": args.task, "dataset": args.dataset, "split": data.split}
     result.update(score(truth, probs.argmax(axis=1), model.classes, data.groups))
+    if getattr(args, "against", None):
+        result["against"] = compare_with(args, weights, resolve_weights(args.task, args.against), data, truth, probs)
     result.update(
         skipped=data.skipped,
         tta=bool(args.tta),
@@ -177,6 +180,41 @@ def evaluate(args: argparse.Namespace, weights: Weights) -> dict[str, Any]:
     if args.dataset == "utkface" and data.split != "all":
         result["split_file"] = str(split_file)
     return result
+
+
+def sign_test_p(wins: int, losses: int) -> float:
+    """Two-sided exact sign test: how likely a split at least this uneven is if either model were as likely to be
+    the one right on a face where they differ."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(wins, losses) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def compare_with(
+    args: argparse.Namespace, weights: Weights, other: Weights, data: EvalSet, truth: np.ndarray, probs: np.ndarray
+) -> dict[str, Any]:
+    """Where another model's predictions on the same faces differ and which of the two is right there. Why: two
+    models a few faces apart in accuracy may differ on few faces or on many, and only that count says whether
+    the gap is more than noise (a sign test on the faces each alone gets right)."""
+    if other.card.classes != weights.card.classes or other.card.input != weights.card.input:
+        raise WeightsError(
+            f"{other.model_file} takes {other.card.input.size} px {other.card.input.color} faces with classes "
+            f"{', '.join(other.card.classes)}: compare models of the same input and classes"
+        )
+    theirs = predict(load_attribute_model(args.task, other, getattr(args, "engine", "auto")), data.images, args.tta)
+    mine, theirs = probs.argmax(axis=1), theirs.argmax(axis=1)
+    differ = mine != theirs
+    this_right, other_right = int((differ & (mine == truth)).sum()), int((differ & (theirs == truth)).sum())
+    return {
+        "weights": str(other.model_file),
+        "accuracy": round(float((theirs == truth).mean()), 4),
+        "differ": int(differ.sum()),
+        "this_right": this_right,
+        "other_right": other_right,
+        "sign_test_p": round(sign_test_p(this_right, other_right), 3),
+    }
 
 
 CARD_KEYS = (
@@ -236,6 +274,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--write-card", action="store_true", help="store the result in the model card")
     parser.add_argument("--limit", type=int, default=0, help="score only the first N faces (quick checks)")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="another weights folder or .keras file: count the faces where its predictions differ and which is right",
+    )
     args = parser.parse_args(argv)
     if args.limit and args.write_card:
         parser.error("--write-card records full evaluations only; drop --limit")
