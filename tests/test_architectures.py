@@ -25,3 +25,15 @@ def test_the_wide_variant_is_wider_than_the_shipped_rgb_network():
     shipped = ARCHITECTURES["facelens_rgb"]((64, 64, 3), 2).count_params()
     wide = ARCHITECTURES["facelens_rgb_wide"]((64, 64, 3), 2).count_params()
     assert wide > 1.5 * shipped
+
+
+def test_the_deep_variant_costs_what_the_wide_one_costs_with_more_layers():
+    from training.cost import count_flops
+
+    def convs(model):
+        return sum(isinstance(layer, keras.layers.Conv2D) for layer in model.layers)
+
+    wide = ARCHITECTURES["facelens_rgb_wide"]((64, 64, 3), 2)
+    deep = ARCHITECTURES["facelens_rgb_deep"]((64, 64, 3), 2)
+    assert convs(deep) == convs(wide) + 4
+    assert abs(count_flops(deep) / count_flops(wide) - 1.0) < 0.05
